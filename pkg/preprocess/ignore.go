@@ -76,7 +76,8 @@ func rebasePattern(p, rel string) (out []string, ok bool) {
 		}
 	}
 	seen := map[string]bool{}
-	for _, rest := range rebase(segs, strings.Split(rel, "/")) {
+	for _, i := range rebase(segs, strings.Split(rel, "/")) {
+		rest := segs[i:]
 		whole := true
 		for _, s := range rest {
 			if s != "**" {
@@ -98,24 +99,43 @@ func rebasePattern(p, rel string) (out []string, ok bool) {
 	return out, true
 }
 
-// rebase matches the leading segments of pattern p against the directory segments r and
-// returns what is left of p for each way of matching all of r. An empty remainder means p
-// matched r itself (or a parent of it).
-func rebase(p, r []string) [][]string {
-	if len(r) == 0 {
-		return [][]string{p}
+// rebase matches the leading segments of pattern p against the directory segments r. Every
+// way of matching all of r leaves a suffix p[i:] of the pattern; rebase returns those i in
+// increasing order (i == len(p) means p matched r itself or a parent of it). It walks the
+// (i, j) states once each, so "**/**/**/..." patterns cost len(p)*len(r), not exponential time.
+func rebase(p, r []string) []int {
+	type state struct{ i, j int }
+	seen := map[state]bool{}
+	found := map[int]bool{}
+	var walk func(i, j int)
+	walk = func(i, j int) {
+		if seen[state{i, j}] {
+			return
+		}
+		seen[state{i, j}] = true
+		switch {
+		case j == len(r):
+			found[i] = true
+		case i == len(p):
+			found[i] = true
+		case p[i] == "**":
+			// "**" matches zero directories, or r[j] and possibly more.
+			walk(i+1, j)
+			walk(i, j+1)
+		default:
+			if ok, err := path.Match(p[i], r[j]); err == nil && ok {
+				walk(i+1, j+1)
+			}
+		}
 	}
-	if len(p) == 0 {
-		return [][]string{{}}
+	walk(0, 0)
+	out := make([]int, 0, len(found))
+	for i := 0; i <= len(p); i++ {
+		if found[i] {
+			out = append(out, i)
+		}
 	}
-	if p[0] == "**" {
-		// "**" matches zero directories, or r[0] and possibly more.
-		return append(rebase(p[1:], r), rebase(p, r[1:])...)
-	}
-	if ok, err := path.Match(p[0], r[0]); err != nil || !ok {
-		return nil
-	}
-	return rebase(p[1:], r[1:])
+	return out
 }
 
 // escapePattern makes a relative path into a pattern that matches exactly that path.

@@ -323,7 +323,7 @@ func TestRebasePattern(t *testing.T) {
 		{"src/**", "src", nil, true},
 		{"other/x", "src", nil, true},
 		{"**/*.pyc", "src/pkg", []string{"**/*.pyc"}, true},
-		{"**/build/x", "a/build", []string{"x", "**/build/x"}, true},
+		{"**/build/x", "a/build", []string{"**/build/x", "x"}, true},
 		{"!src/keep.log", "src", []string{"!keep.log"}, true},
 		{"src/a**b", "src", nil, false},
 	} {
