@@ -35,8 +35,8 @@ func (p *plan) readNotebook() (local, dest string, nb *notebook.Notebook, err er
 	return local, dest, nb, nil
 }
 
-// notebook converts the notebook to <prefix>/<dir>/<name>.py and runs it. The notebook itself
-// is not copied (add it with --input if the code reads it).
+// notebook converts the notebook to <prefix>/<dir>/<name>.py and runs it from <prefix>/<dir>.
+// The notebook itself is not copied (add it with --input if the code reads it).
 func (p *plan) notebook() error {
 	_, nbDest, nb, err := p.readNotebook()
 	if err != nil {
@@ -73,6 +73,8 @@ func (p *plan) notebook() error {
 	}
 	p.argv = append(p.interpreter(), scriptDest)
 	p.entry = []string{scriptDest}
+	// Jupyter runs a notebook's kernel in the notebook's directory, with it on sys.path.
+	p.workdir = path.Dir(scriptDest)
 	return nil
 }
 

@@ -22,6 +22,7 @@ func TestNotebook(t *testing.T) {
 	base := mkContext(t, map[string]string{"nb/train.ipynb": trainNotebook, "nb/helpers.py": "", "data.csv": ""})
 	r := mustPreprocess(t, Options{Kind: Notebook, BaseDir: base, Notebook: "nb/train.ipynb", Inputs: []string{"nb/helpers.py", "data.csv"}})
 	equal(t, "command", r.Command, []string{"python", "/app/nb/train.py"})
+	equal(t, "working dir", r.WorkingDir, "/app/nb")
 	equal(t, "sources", describe(base, r.Sources, false), []string{
 		"/app/data.csv <- data.csv",
 		"/app/nb/helpers.py <- nb/helpers.py",
@@ -45,6 +46,7 @@ func TestNotebook(t *testing.T) {
 	r = mustPreprocess(t, Options{Kind: Notebook, BaseDir: base, Notebook: filepath.Join(outside, "exp.ipynb"),
 		IncludeCellTag: notebook.DefaultIncludeTag, Command: []string{"python3"}})
 	equal(t, "tag-mode command", r.Command, []string{"python3", "/app/exp.py"})
+	equal(t, "tag-mode working dir", r.WorkingDir, "/app")
 	for _, s := range r.Sources {
 		if s.Dest == "/app/exp.py" && (strings.Contains(string(s.Data), "training") || !strings.Contains(string(s.Data), "x = 1")) {
 			t.Errorf("tag mode kept the wrong cells:\n%s", s.Data)

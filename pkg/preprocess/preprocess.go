@@ -183,7 +183,9 @@ type Result struct {
 	Sources []layer.Source
 	// Command is the argv the image runs: the image's Cmd, with Entrypoint cleared.
 	Command []string
-	// WorkingDir is the image's working directory (the path prefix, without trailing slash).
+	// WorkingDir is the image's working directory: the path prefix without trailing slash, or
+	// for the notebook preprocessor the notebook's directory, where Jupyter runs its kernel (so
+	// relative paths in the notebook mean what they meant there).
 	WorkingDir string
 	// Env is added to the image's environment; merge it with MergeEnv.
 	Env map[string]string
@@ -231,6 +233,7 @@ type plan struct {
 	walkedPy   []string // image paths of .py files found in --input directories
 	argv       []string
 	entry      []string // Prioritize
+	workdir    string   // "" means prefix
 }
 
 func newPlan(ctx context.Context, opts Options) (*plan, error) {
@@ -575,10 +578,14 @@ func (p *plan) python() error {
 func (p *plan) result() *Result {
 	srcs := append([]layer.Source(nil), p.t.sources...)
 	sort.SliceStable(srcs, func(i, j int) bool { return srcs[i].Dest < srcs[j].Dest })
+	workdir := p.workdir
+	if workdir == "" {
+		workdir = p.prefix
+	}
 	r := &Result{
 		Sources:    srcs,
 		Command:    p.argv,
-		WorkingDir: p.prefix,
+		WorkingDir: workdir,
 		Env: map[string]string{
 			"FAIRING_RUNTIME": "1",
 			"PYTHONPATH":      path.Join(p.runtimeDir, "python"),

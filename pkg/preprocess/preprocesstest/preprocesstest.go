@@ -49,6 +49,18 @@ func PythonWith(t testing.TB, mods ...string) string {
 	return py
 }
 
+// Jupyter returns the jupyter command beside the interpreter that Python returns, after
+// checking that it can run notebooks (nbconvert, nbclient, ipykernel).
+func Jupyter(t testing.TB) string {
+	t.Helper()
+	py := PythonWith(t, "nbconvert", "nbclient", "ipykernel")
+	j := filepath.Join(filepath.Dir(py), "jupyter")
+	if _, err := os.Stat(j); err != nil {
+		missing(t, "no "+j+" (Debian package jupyter-core; run test/setup.d/15-python.sh up)")
+	}
+	return j
+}
+
 func missing(t testing.TB, msg string) {
 	t.Helper()
 	if os.Getenv("FAIRING_TEST_REAL") == "1" {
