@@ -313,12 +313,12 @@ func readLayerTar(t testing.TB, l *Layer) map[string]string {
 // goldenTree is a fixed context whose layer digests must never change unless formatVersion
 // changes: they are what makes images reproducible across releases and machines.
 var goldenTree = map[string]string{
-	"train.py":              "import os\nprint('hello', os.environ.get('FAIRING_RUNTIME'))\n",
-	"requirements.txt":      "numpy==2.0\n",
-	"pkg/__init__.py":       "",
-	"pkg/model.py":          strings.Repeat("def f(x):\n    return x * 2\n", 100),
-	"data/":                 "",
-	"link.py":               "->train.py",
+	"train.py":         "import os\nprint('hello', os.environ.get('FAIRING_RUNTIME'))\n",
+	"requirements.txt": "numpy==2.0\n",
+	"pkg/__init__.py":  "",
+	"pkg/model.py":     strings.Repeat("def f(x):\n    return x * 2\n", 100),
+	"data/":            "",
+	"link.py":          "->train.py",
 	"very/" + strings.Repeat("long-directory-name/", 8) + "file.txt": "a path longer than 100 bytes needs PAX or the ustar prefix\n",
 }
 
@@ -601,4 +601,3 @@ func BenchmarkMakeUnchanged(b *testing.B) {
 		makeLayers(b, root, cache, Options{})
 	}
 }
-
