@@ -219,7 +219,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 }
 
 func fillImageReport(rep *Report, res *build.Result, layers []*layer.Layer) error {
-	var mt interface{ MediaType() (types.MediaType, error) } = res.Image
+	var mt interface {
+		MediaType() (types.MediaType, error)
+	} = res.Image
 	if res.Index != nil {
 		mt = res.Index
 	}
