@@ -45,7 +45,8 @@ func buildFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "insecure-registry", EnvVars: env("INSECURE_REGISTRY"), Usage: "registry HOST[:PORT] reachable over plain HTTP or unverified TLS (repeatable; loopback always may use HTTP)"},
 		&cli.StringSliceFlag{Name: "registry-ca", EnvVars: env("REGISTRY_CA"), Usage: "PEM file of a CA to trust for registries (repeatable)"},
 		&cli.StringFlag{Name: "cache-dir", EnvVars: env("CACHE_DIR"), Usage: "layer and stat cache (default $XDG_CACHE_HOME/fairing)"},
-		&cli.StringFlag{Name: "compression", Value: "gzip", EnvVars: env("COMPRESSION"), Usage: "layer compression: gzip, zstd (OCI bases only) or none"},
+		&cli.StringFlag{Name: "compression", Value: "gzip", EnvVars: env("COMPRESSION"), Usage: "layer compression: gzip, estargz (lazily pullable gzip), zstd (OCI bases only) or none"},
+		&cli.StringSliceFlag{Name: "estargz-prioritize", EnvVars: env("ESTARGZ_PRIORITIZE"), Usage: "image path an eStargz layer puts first, for prefetch (repeatable; default: the files named in --entrypoint/--cmd)"},
 		&cli.IntFlag{Name: "compression-level", EnvVars: env("COMPRESSION_LEVEL"), Usage: "compression level (default: gzip 1, zstd 2)"},
 		&cli.Int64Flag{Name: "large-file", Value: 8 << 20, EnvVars: env("LARGE_FILE"), Usage: "files of at least this many bytes get a layer of their own"},
 		&cli.StringFlag{Name: "digest-file", EnvVars: env("DIGEST_FILE"), Usage: "write the image digest (sha256:...) to this file"},
@@ -199,6 +200,15 @@ func buildOptions(c *cli.Context) (builder.Options, error) {
 	if s := c.String("chown"); s != "" {
 		if o.Layer.Tar.UID, o.Layer.Tar.GID, err = parseChown(s); err != nil {
 			return o, err
+		}
+	}
+	o.Layer.Prioritize = c.StringSlice("estargz-prioritize")
+	if len(o.Layer.Prioritize) == 0 {
+		// What the container runs is what it reads first.
+		for _, a := range append(append([]string{}, cfg.Entrypoint...), cfg.Cmd...) {
+			if strings.HasPrefix(a, workdir+"/") {
+				o.Layer.Prioritize = append(o.Layer.Prioritize, a)
+			}
 		}
 	}
 	o.Plan = layer.PlanOptions{LargeFile: c.Int64("large-file")}

@@ -207,9 +207,9 @@ func buildImage(o Options, base v1.Image, baseDigest v1.Hash, p *v1.Platform) (v
 
 func layerMediaType(c layer.Compression, oci bool) (types.MediaType, error) {
 	switch {
-	case c == layer.Gzip && oci:
+	case (c == layer.Gzip || c == layer.Estargz) && oci:
 		return types.OCILayer, nil
-	case c == layer.Gzip:
+	case c == layer.Gzip || c == layer.Estargz:
 		return types.DockerLayer, nil
 	case c == layer.Zstd && oci:
 		return types.OCILayerZStd, nil
