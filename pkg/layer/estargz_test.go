@@ -165,4 +165,3 @@ func tocEntries(t *testing.T, blob string) []string {
 	}
 	return names
 }
-
