@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/fairing-dev/fairing/pkg/build"
@@ -160,7 +161,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, br.err
 	}
 
-	res, err := build.Build(build.Options{Base: br.b, Platforms: plats, Layers: lres.Layers, Config: o.Config})
+	layers := make([]v1.Layer, len(lres.Layers))
+	for i, l := range lres.Layers {
+		layers[i] = l
+	}
+	res, err := build.Build(build.Options{Base: br.b, Platforms: plats, Layers: layers, Config: o.Config})
 	if err != nil {
 		return nil, err
 	}

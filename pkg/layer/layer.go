@@ -238,12 +238,9 @@ func (l *Layer) Descriptor() (*v1.Descriptor, error) {
 	return &v1.Descriptor{MediaType: l.mediaType, Size: l.rec.Size, Digest: d, Annotations: l.rec.Annotations}, nil
 }
 
-// WithMediaType returns the same layer under another media type (Docker manifests need
-// Docker layer types); the blob and its state are shared.
-func (l *Layer) WithMediaType(mt types.MediaType) *Layer {
-	c := *l
-	c.mediaType = mt
-	return &c
+// HistoryComment is the layer's line in the image history.
+func (l *Layer) HistoryComment() string {
+	return fmt.Sprintf("fairing-builder: COPY %s (%d entries)", l.group.Name, len(l.group.Entries))
 }
 
 // Compression is how the blob is compressed.
