@@ -46,10 +46,16 @@ type Options struct {
 	// Platforms selects from a multi-platform base; empty means every platform it has. For a
 	// scratch base the first one (default linux/amd64) sets the config's platform.
 	Platforms []v1.Platform
-	// Layers are appended in order. A layer may describe itself for the image history with a
-	// HistoryComment() string method (pkg/layer's layers do).
-	Layers []v1.Layer
+	// Layers are appended in order.
+	Layers []Layer
 	Config Config
+}
+
+// Layer is a layer to append and its line in the image history. The layer is passed to the
+// pusher as is, so a remote layer stays mountable across repositories.
+type Layer struct {
+	Layer   v1.Layer
+	Comment string
 }
 
 // Result is exactly one of an image or an index.
@@ -167,7 +173,7 @@ func buildImage(o Options, base v1.Image, baseDigest v1.Hash, p *v1.Platform) (v
 
 	adds := make([]mutate.Addendum, 0, len(o.Layers))
 	for _, l := range o.Layers {
-		have, err := l.MediaType()
+		have, err := l.Layer.MediaType()
 		if err != nil {
 			return nil, err
 		}
@@ -175,14 +181,10 @@ func buildImage(o Options, base v1.Image, baseDigest v1.Hash, p *v1.Platform) (v
 		if err != nil {
 			return nil, fmt.Errorf("base %s: %w", o.Base.Name, err)
 		}
-		comment := "fairing-builder: COPY"
-		if hc, ok := l.(interface{ HistoryComment() string }); ok {
-			comment = hc.HistoryComment()
-		}
 		adds = append(adds, mutate.Addendum{
-			Layer:     l,
+			Layer:     l.Layer,
 			MediaType: lmt,
-			History:   v1.History{Created: v1.Time{Time: created}, CreatedBy: comment},
+			History:   v1.History{Created: v1.Time{Time: created}, CreatedBy: l.Comment},
 		})
 	}
 	img, err := mutate.Append(base, adds...)
