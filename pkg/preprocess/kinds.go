@@ -49,7 +49,7 @@ func (p *plan) notebook() error {
 	}
 	if script.CodeCells == 0 {
 		if p.opts.IncludeCellTag != "" {
-			return fmt.Errorf("notebook %s: no code cell carries the tag %q (as a cell tag or in its text): "+
+			return fmt.Errorf("notebook %s: no code cell carries the tag %q (as a cell tag or in a comment): "+
 				"tag the cells to run, or drop --include-cell-tag", p.opts.Notebook, p.opts.IncludeCellTag)
 		}
 		p.t.warn(fmt.Sprintf("notebook %s has no code cells: the script does nothing", p.opts.Notebook))

@@ -77,7 +77,7 @@ func TestNotebookErrors(t *testing.T) {
 		{"nbformat 3", Options{Notebook: "v3.ipynb"}, "notebook v3.ipynb: nbformat 3 is not supported (only nbformat 4): upgrade it with `jupyter nbconvert --to notebook --nbformat 4 --inplace FILE` or open and save it in a current Jupyter"},
 		{"missing cells", Options{Notebook: "nocell.ipynb"}, `notebook nocell.ipynb: no "cells" list: an nbformat 4 notebook keeps its cells in a top-level "cells" array`},
 		{"not python", Options{Notebook: "r.ipynb"}, `notebook r.ipynb: the notebook's kernel language is "R": only Python notebooks can be converted to a script; run it unchanged with the full_notebook preprocessor`},
-		{"no tagged cell", Options{Notebook: "ok.ipynb", IncludeCellTag: "mine"}, `notebook ok.ipynb: no code cell carries the tag "mine" (as a cell tag or in its text): tag the cells to run, or drop --include-cell-tag`},
+		{"no tagged cell", Options{Notebook: "ok.ipynb", IncludeCellTag: "mine"}, `notebook ok.ipynb: no code cell carries the tag "mine" (as a cell tag or in a comment): tag the cells to run, or drop --include-cell-tag`},
 		{"script over a user file", Options{Notebook: "ok.ipynb", Inputs: []string{"."}},
 			"two sources for /app/ok.py in the image: --input . (" + filepath.Join(base, "ok.py") + ") and the script converted from ok.ipynb: drop one, or put one elsewhere with --output-map SRC=DST"},
 		{"outside the context", Options{Notebook: "../x.ipynb"}, "--notebook ../x.ipynb: no such file or directory in " + base + " (relative paths are relative to the context directory)"},

@@ -115,8 +115,8 @@ type Options struct {
 
 	// Notebook is the .ipynb file (notebook, full_notebook; --notebook).
 	Notebook string
-	// IncludeCellTag keeps only the code cells carrying this tag or text (notebook;
-	// --include-cell-tag; Fairing's marker is notebook.DefaultIncludeTag).
+	// IncludeCellTag keeps only the code cells carrying this tag, as a cell tag or in a
+	// comment (notebook; --include-cell-tag; Fairing's marker is notebook.DefaultIncludeTag).
 	IncludeCellTag string
 
 	// NotebookOutput is where full_notebook writes the executed notebook (--notebook-output):

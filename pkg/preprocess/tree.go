@@ -152,6 +152,8 @@ func (t *tree) addDir(local, dest, what string) ([]string, error) {
 	}
 	var files, dups []string
 	fresh := 0
+	// Matched as pkg/layer matches when it walks the same source, so both see the same files.
+	parentInfo := map[string]patternmatcher.MatchInfo{}
 	err := filepath.WalkDir(local, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -165,9 +167,12 @@ func (t *tree) addDir(local, dest, what string) ([]string, error) {
 		}
 		rel = filepath.ToSlash(rel)
 		if pm != nil {
-			skip, err := pm.MatchesOrParentMatches(rel)
+			skip, info, err := pm.MatchesUsingParentResults(rel, parentInfo[path.Dir(rel)])
 			if err != nil {
 				return fmt.Errorf("match ignore patterns against %s: %w", p, err)
+			}
+			if d.IsDir() {
+				parentInfo[rel] = info
 			}
 			if skip {
 				if d.IsDir() && !pm.Exclusions() {

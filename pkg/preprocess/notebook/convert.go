@@ -11,7 +11,7 @@ import (
 )
 
 // DefaultIncludeTag is the marker of the original Fairing's include-cell mode: a cell is kept if
-// it carries this tag or one of its lines contains it (usually as a "# fairing:include-cell" comment).
+// it carries this tag or a comment containing it ("# fairing:include-cell").
 const DefaultIncludeTag = "fairing:include-cell"
 
 // Options controls Convert.
@@ -20,7 +20,8 @@ type Options struct {
 	// script must not depend on where the notebook was on the build machine.
 	Name string
 	// IncludeTag, when set, keeps only the code cells that carry it, as a cell tag
-	// (metadata.tags) or as text in one of their lines; markdown and raw cells are dropped.
+	// (metadata.tags) or in a comment ("# fairing:include-cell"); markdown and raw cells are
+	// dropped.
 	IncludeTag string
 }
 
@@ -398,13 +399,20 @@ func commentLines(lines []string) []string {
 	return out
 }
 
+// hasTag: the tag is one of the cell's tags, or appears in a comment ("# fairing:include-cell").
+// Only comments count, so that a tag like "train" does not select every cell mentioning train.
 func hasTag(c Cell, tag string) bool {
 	for _, t := range c.Tags {
 		if t == tag {
 			return true
 		}
 	}
-	return strings.Contains(c.Source, tag)
+	for _, l := range strings.Split(c.Source, "\n") {
+		if i := strings.IndexByte(l, '#'); i >= 0 && strings.Contains(l[i:], tag) {
+			return true
+		}
+	}
+	return false
 }
 
 func isPythonFormat(f string) bool {

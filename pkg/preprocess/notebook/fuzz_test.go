@@ -84,3 +84,22 @@ func FuzzConvertCode(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkConvert converts a 400-cell notebook (8,000 lines, with markdown and magics).
+func BenchmarkConvert(b *testing.B) {
+	var cells []cell
+	for i := 0; i < 100; i++ {
+		cells = append(cells, md("# Section\nSome text about it."),
+			code(strings.Repeat("x = compute(a, b)  # a comment\nif x:\n    y = [i for i in range(10)]\n", 6)+"!pip install -q thing\n%matplotlib inline"),
+			code("%%bash\n"+strings.Repeat("echo line\n", 10)),
+			code("s = '''\n"+strings.Repeat("text !not a shell\n", 20)+"'''"))
+	}
+	data := nbJSON(b, cells...)
+	b.SetBytes(int64(len(data)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := ConvertBytes(data, Options{Name: "b.ipynb"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

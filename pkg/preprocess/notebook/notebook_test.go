@@ -427,6 +427,7 @@ s = 'display(x)'
 			{typ: CellCode, src: "x = 40\n%matplotlib inline", tags: []string{"fairing:include-cell", "other"}},
 			code("# fairing:include-cell\n!pip install x\nprint(x + 2)"),
 			code("print('not included')"),
+			code("s = 'fairing:include-cell outside a comment does not count'"),
 		},
 		want: `
 # %% cell 3

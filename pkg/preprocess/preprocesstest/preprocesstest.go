@@ -9,9 +9,12 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/moby/patternmatcher"
 
 	"github.com/fairing-dev/fairing/pkg/layer"
 )
@@ -117,15 +120,23 @@ func Materialize(t testing.TB, root string, sources []layer.Source) {
 				copyFile(t, s.Path, dst, fi.Mode())
 				continue
 			}
+			parentInfo := map[string]patternmatcher.MatchInfo{}
 			err = filepath.WalkDir(s.Path, func(p string, d fs.DirEntry, err error) error {
 				if err != nil {
 					return err
 				}
 				rel, _ := filepath.Rel(s.Path, p)
 				if rel != "." && s.Ignore != nil {
-					if skip, err := s.Ignore.MatchesOrParentMatches(filepath.ToSlash(rel)); err != nil {
+					// as pkg/layer matches
+					rel := filepath.ToSlash(rel)
+					skip, info, err := s.Ignore.MatchesUsingParentResults(rel, parentInfo[path.Dir(rel)])
+					if err != nil {
 						return err
-					} else if skip {
+					}
+					if d.IsDir() {
+						parentInfo[rel] = info
+					}
+					if skip {
 						return nil
 					}
 				}
