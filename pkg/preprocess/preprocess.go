@@ -99,7 +99,8 @@ type Options struct {
 	// directory that receives SRC under its base name; an absolute DST must be under
 	// PathPrefix or OutputRoots.
 	OutputMap []Mapping
-	// OutputRoots replaces DefaultOutputRoots (--output-root, repeatable).
+	// OutputRoots are allowed for absolute --output-map destinations besides PathPrefix and
+	// DefaultOutputRoots (--output-root, repeatable). /proc, /sys and /dev never are.
 	OutputRoots []string
 	// PathPrefix is where inputs go in the image and the working directory
 	// (--path-prefix); "" means DefaultPathPrefix.
@@ -474,10 +475,7 @@ func (p *plan) outputDest(m Mapping, local string) (string, error) {
 	if within(p.prefix, dst) {
 		return dst, nil
 	}
-	roots := p.opts.OutputRoots
-	if roots == nil {
-		roots = DefaultOutputRoots()
-	}
+	roots := append(DefaultOutputRoots(), p.opts.OutputRoots...)
 	for _, r := range roots {
 		r = path.Clean("/" + strings.TrimPrefix(r, "/"))
 		if r != "/" && within(r, dst) {

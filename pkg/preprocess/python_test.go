@@ -234,7 +234,7 @@ func TestOutputMap(t *testing.T) {
 		"/models/w.bin <- w.bin",
 		"/root/.config/x/cfg.yaml <- cfg.yaml",
 	})
-	// Allowing a root explicitly replaces the defaults.
+	// Allowing another root.
 	r = mustPreprocess(t, Options{BaseDir: base, OutputMap: []Mapping{{"cfg.yaml", "/etc/app/cfg.yaml"}}, OutputRoots: []string{"/etc/app"}})
 	equal(t, "allowed /etc/app", describe(base, r.Sources, false), []string{"/etc/app/cfg.yaml <- cfg.yaml"})
 
@@ -252,7 +252,7 @@ func TestOutputMap(t *testing.T) {
 		{"the runtime directory", Options{OutputMap: []Mapping{{"cfg.yaml", "/opt/fairing/python/fairing/__init__.py"}}},
 			"--output-map cfg.yaml=/opt/fairing/python/fairing/__init__.py: destination /opt/fairing/python/fairing/__init__.py is inside /opt/fairing, which fairing reserves for its own files"},
 		{"/proc even when / is allowed", Options{OutputMap: []Mapping{{"cfg.yaml", "/proc/x"}}, OutputRoots: []string{"/", "/proc"}},
-			"--output-map cfg.yaml=/proc/x: destination /proc/x is outside /app and the allowed roots (/, /proc): use a relative destination (it lands under /app) or allow its directory with --output-root"},
+			"--output-map cfg.yaml=/proc/x: destination /proc/x is outside /app and the allowed roots (/data, /home, /mnt, /models, /opt, /root, /srv, /tmp, /workspace, /, /proc): use a relative destination (it lands under /app) or allow its directory with --output-root"},
 		{"missing source", Options{OutputMap: []Mapping{{"nope", "x"}}},
 			"--output-map nope: no such file or directory in " + base + " (relative paths are relative to the context directory)"},
 		{"empty side", Options{OutputMap: []Mapping{{"", "x"}}}, "--output-map =x: want SRC=DST with both sides non-empty"},
