@@ -478,7 +478,7 @@ func (p *plan) outputDest(m Mapping, local string) (string, error) {
 	roots := append(DefaultOutputRoots(), p.opts.OutputRoots...)
 	for _, r := range roots {
 		r = path.Clean("/" + strings.TrimPrefix(r, "/"))
-		if r != "/" && within(r, dst) {
+		if within(r, dst) {
 			if within("/proc", dst) || within("/sys", dst) || within("/dev", dst) {
 				break
 			}

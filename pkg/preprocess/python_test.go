@@ -237,6 +237,8 @@ func TestOutputMap(t *testing.T) {
 	// Allowing another root.
 	r = mustPreprocess(t, Options{BaseDir: base, OutputMap: []Mapping{{"cfg.yaml", "/etc/app/cfg.yaml"}}, OutputRoots: []string{"/etc/app"}})
 	equal(t, "allowed /etc/app", describe(base, r.Sources, false), []string{"/etc/app/cfg.yaml <- cfg.yaml"})
+	r = mustPreprocess(t, Options{BaseDir: base, OutputMap: []Mapping{{"cfg.yaml", "/etc/x.yaml"}}, OutputRoots: []string{"/"}})
+	equal(t, "allowed everywhere", describe(base, r.Sources, false), []string{"/etc/x.yaml <- cfg.yaml"})
 
 	for _, tc := range []struct {
 		name string
