@@ -1,6 +1,7 @@
 package preprocess
 
 import (
+	"context"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -332,5 +333,11 @@ func TestParsers(t *testing.T) {
 	}
 	if _, err := ParseRunner("nbconvert"); err != nil {
 		t.Error(err)
+	}
+	if _, err := ParseRunner("jupyter"); err == nil || err.Error() != `unknown notebook runner "jupyter": want papermill or nbconvert` {
+		t.Errorf("ParseRunner(jupyter) error = %v", err)
+	}
+	if _, err := Preprocess(context.Background(), Options{BaseDir: t.TempDir(), RuntimeDir: "opt/f"}); err == nil || err.Error() != `runtime directory "opt/f" is not absolute` {
+		t.Errorf("relative RuntimeDir: %v", err)
 	}
 }
