@@ -7,9 +7,10 @@
 # usage: debian.sh OUT WORK   (run as root; WORK is scratch space, removed at the end)
 #
 # test/setup.d/20-bases.sh caches OUT keyed on this file's hash: edit it and the layers are rebuilt.
-# The layers are deterministic for a given set of installed files: entries sorted by name, numeric
-# owners, one fixed mtime, gzip -n. The rootfs itself depends on the mirror's package versions of
-# the day, which is why the cache (not a rebuild) is what keeps base digests stable across runs.
+# The layers are deterministic: entries sorted by name, numeric owners, one fixed mtime, gzip -n,
+# per-run files (logs, apt lists, shadow dates, hostname) dropped or pinned, .pyc files hash-based
+# (two independent builds gave bit-identical layers). What they hold still follows the mirror's
+# package versions of the day: the cache is what keeps base digests stable across mirror updates.
 set -euo pipefail
 OUT=$1
 WORK=$2
@@ -37,7 +38,8 @@ cleanup() {
   rm -rf --one-file-system "$WORK"
 }
 # FAIRING_TEST_KEEP_WORK=1 keeps WORK for a post-mortem (mounts are still undone)
-[ "${FAIRING_TEST_KEEP_WORK:-}" = 1 ] && trap unmount_all EXIT || trap cleanup EXIT
+if [ "${FAIRING_TEST_KEEP_WORK:-}" = 1 ]; then trap unmount_all EXIT; else trap cleanup EXIT; fi
+trap 'exit 130' INT TERM HUP # so that the EXIT trap runs
 cleanup
 mkdir -p "$WORK" "$OUT"
 
@@ -93,6 +95,8 @@ normalize() {
   find "$r/usr/share/doc" -mindepth 1 -type d -empty -delete
   find "$r/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +
   printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$r/etc/hosts"
+  # the same image whichever mirror built it
+  echo "deb http://deb.debian.org/debian $SUITE main" >"$r/etc/apt/sources.list"
   # the "last password change" day, set to the day of EPOCH
   sed -i -E "s/^([^:]*:[^:]*:)[0-9]+:/\1$((EPOCH / 86400)):/" "$r/etc/shadow"
   rm -f "$r/etc/shadow-" "$r/etc/passwd-" "$r/etc/group-" "$r/etc/gshadow-"

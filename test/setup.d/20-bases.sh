@@ -21,6 +21,17 @@ CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/fairing-test
 EPOCH=1686355200
 PATH_ENV=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
+# debian_mirror : the host's Debian mirror (first .../debian URI in its apt sources), which
+# FAIRING_TEST_DEBIAN_MIRROR overrides.
+debian_mirror() {
+  local m
+  m=$(grep -hsE '^[[:space:]]*URIs:[[:space:]]*[^[:space:]]+/debian/?[[:space:]]*$' /etc/apt/sources.list.d/*.sources | awk '{print $2; exit}')
+  [ -n "$m" ] || m=$(grep -hsE '^[[:space:]]*deb[[:space:]]+(\[[^]]*\][[:space:]]+)?[^[:space:]]+/debian/?[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list |
+    sed -E 's/^[[:space:]]*deb[[:space:]]+(\[[^]]*\][[:space:]]+)?([^[:space:]]+).*/\2/' | head -1)
+  echo "${m:-http://deb.debian.org/debian}"
+}
+export FAIRING_TEST_DEBIAN_MIRROR=${FAIRING_TEST_DEBIAN_MIRROR:-$(debian_mirror)}
+
 # busybox_rootfs DIR BUSYBOX : a root filesystem with BUSYBOX as /bin/busybox and every applet it
 # has (as listed by the host's busybox-static, the same version) linked in /bin.
 busybox_rootfs() {
@@ -54,7 +65,7 @@ arm64_busybox() {
   if [ ! -s "$c" ]; then
     rm -rf "$a"
     mkdir -p "$a/lists/partial" "$a/cache/archives/partial" "$a/etc/parts" "$a/etc/sources.list.d" "$a/deb"
-    echo "deb [arch=arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${FAIRING_TEST_DEBIAN_MIRROR:-http://deb.debian.org/debian} ${FAIRING_TEST_DEBIAN_SUITE:-bookworm} main" >"$a/etc/sources.list"
+    echo "deb [arch=arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $FAIRING_TEST_DEBIAN_MIRROR ${FAIRING_TEST_DEBIAN_SUITE:-bookworm} main" >"$a/etc/sources.list"
     local opts=(-o "Dir::Etc::SourceList=$a/etc/sources.list" -o "Dir::Etc::SourceParts=$a/etc/sources.list.d"
       -o "Dir::Etc::Parts=$a/etc/parts" -o "Dir::State::Lists=$a/lists" -o "Dir::Cache=$a/cache"
       -o "Dir::State::status=/dev/null" -o APT::Architecture=arm64 -o APT::Architectures::=arm64
@@ -84,13 +95,15 @@ debian_layers() {
       need_pkgs debootstrap rsync file
       rm -rf "$c.tmp"
       trap 'rm -rf "$c.tmp"' EXIT
+      trap 'exit 130' INT TERM HUP
       bash images/base/debian.sh "$c.tmp" "$W/debian" >&2
       mv "$c.tmp" "$c"
     fi
   ) 9>"$CACHE/.debian-$key.lock" || return 1
   touch "$c"
   # drop layer sets of other recipes not used for two weeks
-  find "$CACHE" -maxdepth 1 -name 'debian-*' -type d ! -name "debian-$key" -mtime +14 -exec rm -rf {} + 2>/dev/null || true
+  find "$CACHE" -maxdepth 1 \( -name 'debian-*' -o -name '.debian-*.lock' \) ! -name "debian-$key" ! -name ".debian-$key.lock" \
+    -mtime +14 -exec rm -rf {} + 2>/dev/null || true
   echo "$c"
 }
 
