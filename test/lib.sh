@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for test/run.sh and the scripts in test/setup.d. Sourced, not run.
 
 log() { echo "[test $(date +%T)] $*" >&2; }

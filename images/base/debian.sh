@@ -12,8 +12,9 @@
 # (two independent builds gave bit-identical layers). What they hold still follows the mirror's
 # package versions of the day: the cache is what keeps base digests stable across mirror updates.
 set -euo pipefail
-OUT=$1
-WORK=$2
+OUT=${1:?usage: debian.sh OUT WORK}
+WORK=${2:?usage: debian.sh OUT WORK}
+case $(realpath -m "$WORK") in /) echo "debian.sh: WORK must not be /" >&2; exit 2 ;; esac
 SUITE=${FAIRING_TEST_DEBIAN_SUITE:-bookworm}
 MIRROR=${FAIRING_TEST_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 PYTHON_PKGS=python3,python3-pip
@@ -84,11 +85,11 @@ rm -f "$B/usr/sbin/policy-rc.d"
 
 # slim, strip what is per-machine or per-run, and make the .pyc files independent of mtimes.
 normalize() {
-  local r=$1
+  local r=${1:?}
   rm -rf "$r"/var/cache/apt/archives/*.deb "$r"/var/cache/apt/*.bin "$r"/var/lib/apt/lists/* \
     "$r"/var/cache/debconf/*-old "$r"/var/lib/dpkg/*-old "$r"/var/cache/ldconfig/aux-cache \
     "$r"/usr/share/man/* "$r"/usr/share/info/* "$r"/usr/share/groff/* "$r"/usr/share/lintian/* \
-    "$r"/debootstrap "$r"/dev/* "$r"/run/* "$r"/tmp/* "$r"/var/tmp/* \
+    "$r"/debootstrap "${r:?}"/dev/* "$r"/run/* "$r"/tmp/* "$r"/var/tmp/* \
     "$r"/etc/hostname "$r"/etc/resolv.conf "$r"/etc/machine-id
   find "$r/var/log" -type f -delete
   find "$r/usr/share/doc" -mindepth 1 ! -type d ! -name copyright -delete
