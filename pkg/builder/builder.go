@@ -135,6 +135,28 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, err
 		}
 	}
+	var publishTo []publish.Destination
+	for _, d := range dests {
+		if !(o.NoPush && d.Kind == publish.Registry) {
+			publishTo = append(publishTo, d)
+		}
+	}
+	progressCh, progressWait := progress.Uploads(o.Progress, "pushing")
+	pub, err := publish.NewPublisher(ctx, publishTo, publish.Options{Registry: o.Registry, Progress: progressCh})
+	if err != nil {
+		close(progressCh)
+		return nil, err
+	}
+	published := false
+	defer func() {
+		if !published {
+			pub.Abort()
+			progressWait()
+		}
+	}()
+	// A layer written now is new to the registry too: its upload starts while the next layers
+	// are still being compressed.
+	o.Layer.OnWritten = func(l *layer.Layer) { pub.Upload(l) }
 
 	// The base's manifest and config come over the network while the layers are built.
 	type baseResult struct {
@@ -164,11 +186,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		ls, err = makeLayers(ctx, o)
 	}
 	br := <-baseCh
+	if err == nil {
+		err = br.err
+	}
 	if err != nil {
 		return nil, err
-	}
-	if br.err != nil {
-		return nil, br.err
 	}
 
 	layers := ls.layers
@@ -191,23 +213,17 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 
 	t := time.Now()
-	var publishTo []publish.Destination
 	for _, d := range dests {
 		rep.Refs = append(rep.Refs, d.WithDigest(digest.String()))
-		if !(o.NoPush && d.Kind == publish.Registry) {
-			publishTo = append(publishTo, d)
-		}
 	}
-	if len(publishTo) > 0 {
-		ch, wait := progress.Uploads(o.Progress, "pushing")
-		prep, err := publish.Publish(ctx, res, publishTo, publish.Options{Registry: o.Registry, Progress: ch})
-		wait()
-		if err != nil {
-			return nil, err
-		}
-		rep.Pushed, rep.Mounted, rep.Skipped, rep.Manifests = prep.Pushed, prep.Mounted, prep.Skipped, prep.Manifests
-		rep.BytesUploaded = prep.BytesUploaded
+	prep, err := pub.Publish(ctx, res)
+	published = true
+	progressWait()
+	if err != nil {
+		return nil, err
 	}
+	rep.Pushed, rep.Mounted, rep.Skipped, rep.Manifests = prep.Pushed, prep.Mounted, prep.Skipped, prep.Manifests
+	rep.BytesUploaded = prep.BytesUploaded
 	if len(rep.Refs) > 0 {
 		rep.Reference = rep.Refs[0]
 	} else {

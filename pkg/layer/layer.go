@@ -31,6 +31,10 @@ type Options struct {
 	// Prioritize lists image paths an eStargz layer puts first (before the prefetch landmark),
 	// in this order: what the container reads first at start-up.
 	Prioritize []string
+	// OnWritten, if set, is called for each layer as soon as it has been written (not for
+	// cache hits), e.g. to start uploading it while the next layers are compressed. Not part
+	// of any key.
+	OnWritten func(*Layer)
 }
 
 // formatVersion changes whenever the bytes the writer produces for the same input change, so
@@ -91,6 +95,9 @@ func (b *Builder) Build(ctx context.Context, groups []Group) ([]*Layer, error) {
 			}
 			l.rec, l.buildTime = r, time.Since(start)
 			l.shared.verified = true // written by us just now
+			if b.opts.OnWritten != nil {
+				b.opts.OnWritten(l)
+			}
 			return nil
 		})
 	}
