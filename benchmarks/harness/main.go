@@ -41,6 +41,7 @@ func main() {
 		err = cmdProfile(ctx, os.Args[2:])
 	case "freeport":
 		err = cmdFreePort()
+
 	default:
 		err = fmt.Errorf("unknown command %q: use run, gen, profile or freeport", os.Args[1])
 	}
@@ -91,9 +92,16 @@ func cmdRun(ctx context.Context, args []string) error {
 	}
 	if c.Label == "" {
 		c.Label = c.Size
+		if *quick {
+			c.Label = "quick"
+		}
 	}
 	if c.Out == "" {
+		// Quick runs check the harness and are not quoted: they stay out of the repository.
 		c.Out = filepath.Join("benchmarks", "results", time.Now().Format("2006-01-02")+"-"+c.Label)
+		if *quick {
+			c.Out = filepath.Join(filepath.Dir(c.Work), "results", time.Now().Format("2006-01-02")+"-"+c.Label)
+		}
 	}
 	if err := os.MkdirAll(c.Work, 0o755); err != nil {
 		return err

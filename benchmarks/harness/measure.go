@@ -3,12 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -22,22 +23,40 @@ type Step struct {
 	MaxRSSKB int64   `json:"maxrss_kb"`
 }
 
-// runStep runs argv and measures it. stdout is returned; stderr is kept for the error.
+// runStep runs argv through the launcher (benchmarks/launch, beside this binary) and measures it. stdout is returned; stderr is
+// kept for the error.
+//
+// Why a launcher: Linux records, at exec, the peak RSS of the memory the new program replaces,
+// and Go starts children with vfork semantics (the child shares the parent's memory until
+// exec). So a child of this process would report at least this process's own peak (hundreds of
+// MB after measuring the limits) as its Maxrss. The launcher is small and fresh: what the tool
+// inherits from it is a few MB.
 func runStep(ctx context.Context, name string, env []string, argv ...string) (Step, []byte, error) {
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	self, err := os.Executable()
+	if err != nil {
+		return Step{Name: name}, nil, err
+	}
+	launcher := filepath.Join(filepath.Dir(self), "launch")
+	res, err := os.CreateTemp("", "bench-step-*.json")
+	if err != nil {
+		return Step{Name: name}, nil, err
+	}
+	res.Close()
+	defer os.Remove(res.Name())
+	cmd := exec.CommandContext(ctx, launcher, append([]string{res.Name()}, argv...)...)
 	cmd.Env = append(os.Environ(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	cmd.WaitDelay = 5 * time.Second
-	start := time.Now()
-	err := cmd.Run()
-	wall := time.Since(start)
-	s := Step{Name: name, WallMs: ms(wall)}
-	if ps := cmd.ProcessState; ps != nil {
-		s.UserMs, s.SysMs = ms(ps.UserTime()), ms(ps.SystemTime())
-		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
-			s.MaxRSSKB = ru.Maxrss // kilobytes on Linux
+	err = cmd.Run()
+	s := Step{Name: name}
+	if b, rerr := os.ReadFile(res.Name()); rerr == nil && len(b) > 0 {
+		if jerr := json.Unmarshal(b, &s); jerr != nil && err == nil {
+			err = fmt.Errorf("read the launcher's measurement: %w", jerr)
 		}
+		s.Name = name
+	} else if err == nil {
+		err = fmt.Errorf("the launcher measured nothing")
 	}
 	if err != nil {
 		msg := strings.TrimSpace(errb.String())
