@@ -5,6 +5,7 @@
 #   bash benchmarks/run.sh                 # medium workload, 5 runs per scenario → benchmarks/results/DATE-medium/
 #   bash benchmarks/run.sh --quick         # small workload, 2 runs (a few minutes) → $FAIRING_BENCH_WORK/results/
 #   bash benchmarks/run.sh --size large --runs 3 --label large
+#   bash benchmarks/run.sh profile --scenario unchanged [--size medium] [--n 5]   # CPU + heap profile of the builder
 #
 # Every other flag goes to `harness run` (see benchmarks/README.md). Environment:
 #   FAIRING_BENCH_WORK           scratch root (default /tmp/fairing-bench; binaries are kept in its bin/)
@@ -82,6 +83,12 @@ BASE=127.0.0.1:$PORT/base/busybox:1
 "$BIN/crane" append --oci-empty-base -t "127.0.0.1:$PORT/base/busybox:tmp" -f "$BB/busybox.tar" >/dev/null
 "$BIN/crane" mutate "127.0.0.1:$PORT/base/busybox:tmp" --set-platform linux/amd64 \
   -e PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --cmd /bin/sh -t "$BASE" >/dev/null
+
+if [ "${1:-}" = profile ]; then
+  shift
+  "$BIN/harness" profile -registry "127.0.0.1:$PORT" -base "$BASE" -work "$WORK/work" "$@"
+  exit
+fi
 
 versions="builder=fairing-builder $rev ($(go version | awk '{print $3}'));crane=crane $crane_version;registry=$(docker-registry --version 2>&1 | head -1);tar=$(tar --version | head -1)"
 "$BIN/harness" run -registry "127.0.0.1:$PORT" -base "$BASE" -builder "$BIN/fairing-builder" -crane "$BIN/crane" \

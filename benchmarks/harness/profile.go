@@ -18,23 +18,49 @@ import (
 )
 
 // cmdProfile runs the builder in process, with the CLI's defaults, N times on one scenario
-// and writes a CPU profile (and a heap profile) of those runs: the evidence for where the time
+// and writes a CPU profile and a heap profile (allocations) of those runs: the evidence for where the time
 // goes, read with `go tool pprof`. The setup build and the context changes happen outside the
 // measured builds but inside the profile window, under benchmarks/gen frames.
 func cmdProfile(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("profile", flag.ExitOnError)
-	ctxDir := fs.String("context", "", "context folder (e.g. from harness gen)")
+	registry := fs.String("registry", "", "HOST:PORT of the registry (gives the default -destination)")
+	work := fs.String("work", filepath.Join(os.TempDir(), "fairing-bench", "work"), "scratch folder")
+	ctxDir := fs.String("context", "", "context folder (default: generate -size into WORK/ctx)")
+	size := fs.String("size", "medium", "workload to generate when -context is not given")
 	base := fs.String("base", "", "base image reference")
-	dest := fs.String("destination", "", "destination reference (cold runs add -coldN to the repository)")
-	cacheDir := fs.String("cache-dir", filepath.Join(os.TempDir(), "fairing-bench", "profile-cache"), "layer cache (wiped first)")
+	dest := fs.String("destination", "", "destination reference (default REGISTRY/bench/profile:main; cold runs use new repositories)")
 	scen := fs.String("scenario", "unchanged", "cold, unchanged, edit-one, add-delete, edit-10pct or large-replace")
 	n := fs.Int("n", 5, "builds to profile")
-	cpuFile := fs.String("cpuprofile", "cpu.pprof", "CPU profile output")
-	memFile := fs.String("memprofile", "", "heap profile output (after the last build)")
+	outDir := fs.String("out", "", "folder for cpu.pprof and heap.pprof (default WORK/../profile-SCENARIO)")
 	fs.Parse(args)
-	if *ctxDir == "" || *base == "" || *dest == "" {
-		return fmt.Errorf("profile needs -context, -base and -destination")
+	if *dest == "" && *registry != "" {
+		*dest = *registry + "/bench/profile:main"
 	}
+	if *base == "" || *dest == "" {
+		return fmt.Errorf("profile needs -base and -registry or -destination (benchmarks/run.sh profile gives them)")
+	}
+	if *ctxDir == "" {
+		spec, ok := gen.Specs[*size]
+		if !ok {
+			return fmt.Errorf("unknown workload size %q", *size)
+		}
+		*ctxDir = filepath.Join(*work, "ctx")
+		os.RemoveAll(*ctxDir)
+		if err := os.MkdirAll(*ctxDir, 0o755); err != nil {
+			return err
+		}
+		if err := gen.Generate(ctx, *ctxDir, spec); err != nil {
+			return err
+		}
+	}
+	if *outDir == "" {
+		*outDir = filepath.Join(filepath.Dir(*work), "profile-"+*scen)
+	}
+	if err := os.MkdirAll(*outDir, 0o755); err != nil {
+		return err
+	}
+	cpuFile, memFile := filepath.Join(*outDir, "cpu.pprof"), filepath.Join(*outDir, "heap.pprof")
+	cacheDir := filepath.Join(*work, "profile-cache")
 	var mutate func(*gen.Mutator) (gen.Change, error)
 	for _, s := range scenarios {
 		if s.name == *scen {
@@ -61,14 +87,14 @@ func cmdProfile(ctx context.Context, args []string) error {
 			Registry:     registryclient.Config{Jobs: jobs, UserAgent: "fairing-bench-profile"},
 		}
 	}
-	os.RemoveAll(*cacheDir)
-	defer os.RemoveAll(*cacheDir)
+	os.RemoveAll(cacheDir)
+	defer os.RemoveAll(cacheDir)
 	if *scen != "cold" {
-		if _, err := builder.Run(ctx, opts(*cacheDir, *dest)); err != nil {
+		if _, err := builder.Run(ctx, opts(cacheDir, *dest)); err != nil {
 			return fmt.Errorf("setup build: %w", err)
 		}
 	}
-	f, err := os.Create(*cpuFile)
+	f, err := os.Create(cpuFile)
 	if err != nil {
 		return err
 	}
@@ -79,9 +105,9 @@ func cmdProfile(ctx context.Context, args []string) error {
 	mut := &gen.Mutator{Dir: *ctxDir, Seed: 4242}
 	var total time.Duration
 	for i := 0; i < *n; i++ {
-		cache, to := *cacheDir, *dest
+		cache, to := cacheDir, *dest
 		if *scen == "cold" {
-			cache = filepath.Join(*cacheDir, fmt.Sprint("cold", i))
+			cache = filepath.Join(cacheDir, fmt.Sprint("cold", i))
 			to = fmt.Sprintf("%s-cold%d-%d:latest", trimTag(*dest), time.Now().Unix(), i)
 		}
 		if mutate != nil {
@@ -102,16 +128,16 @@ func cmdProfile(ctx context.Context, args []string) error {
 			len(rep.Layers), len(rep.Pushed), rep.Timings.WalkMs, rep.Timings.HashMs, rep.Timings.LayersMs, rep.Timings.BaseMs, rep.Timings.PublishMs)
 	}
 	pprof.StopCPUProfile()
-	fmt.Fprintf(os.Stderr, "%d %s builds: %s each on average; CPU profile in %s\n", *n, *scen, (total / time.Duration(*n)).Round(time.Millisecond), *cpuFile)
-	if *memFile != "" {
-		mf, err := os.Create(*memFile)
-		if err != nil {
-			return err
-		}
-		defer mf.Close()
-		runtime.GC()
-		return pprof.WriteHeapProfile(mf)
+	fmt.Fprintf(os.Stderr, "%d %s builds: %s each on average\n", *n, *scen, (total / time.Duration(*n)).Round(time.Millisecond))
+	mf, err := os.Create(memFile)
+	if err != nil {
+		return err
 	}
+	defer mf.Close()
+	if err := pprof.WriteHeapProfile(mf); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "profiles: go tool pprof -top %s   (allocations: go tool pprof -sample_index=alloc_space -top %s)\n", cpuFile, memFile)
 	return nil
 }
 
