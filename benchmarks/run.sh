@@ -39,7 +39,7 @@ need_pkgs docker-registry curl busybox-static tar
 cd "$ROOT"
 blog "building fairing-builder and the harness"
 rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD -- 2>/dev/null || rev="$rev-dirty"
+git diff --quiet HEAD -- . ':!benchmarks/results' 2>/dev/null || rev="$rev-dirty"
 go build -ldflags "-X main.version=$rev" -o "$BIN/fairing-builder" ./cmd/fairing-builder
 go build -o "$BIN/harness" ./benchmarks/harness
 go build -o "$BIN/launch" ./benchmarks/launch # beside the harness, which starts every tool through it
