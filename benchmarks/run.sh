@@ -25,6 +25,7 @@ blog() { echo "[bench $(date +%T)] $*" >&2; }
 
 cleanup() {
   local rc=$?
+  if [ -n "${HPID:-}" ]; then kill "$HPID" 2>/dev/null || true; wait "$HPID" 2>/dev/null || true; fi
   stop_pid "$REG/pid"
   if [ "${FAIRING_BENCH_KEEP:-}" != 1 ]; then
     rm -rf "$REG/storage" "$WORK/work"
@@ -84,12 +85,18 @@ BASE=127.0.0.1:$PORT/base/busybox:1
 "$BIN/crane" mutate "127.0.0.1:$PORT/base/busybox:tmp" --set-platform linux/amd64 \
   -e PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --cmd /bin/sh -t "$BASE" >/dev/null
 
+# The harness runs in the background so that a signal reaches the traps at once; cleanup
+# stops it (it stops its tools) before the registry.
 if [ "${1:-}" = profile ]; then
   shift
-  "$BIN/harness" profile -registry "127.0.0.1:$PORT" -base "$BASE" -work "$WORK/work" "$@"
+  "$BIN/harness" profile -registry "127.0.0.1:$PORT" -base "$BASE" -work "$WORK/work" "$@" &
+  HPID=$!
+  wait "$HPID"
   exit
 fi
 
 versions="builder=fairing-builder $rev ($(go version | awk '{print $3}'));crane=crane $crane_version;registry=$(docker-registry --version 2>&1 | head -1);tar=$(tar --version | head -1)"
 "$BIN/harness" run -registry "127.0.0.1:$PORT" -base "$BASE" -builder "$BIN/fairing-builder" -crane "$BIN/crane" \
-  -work "$WORK/work" -versions "$versions" "$@"
+  -work "$WORK/work" -versions "$versions" "$@" &
+HPID=$!
+wait "$HPID"
