@@ -110,7 +110,7 @@ func opts(t *testing.T, ctxDir, base string, dests ...string) Options {
 		Sources:      []layer.Source{{Dest: "/app", Path: ctxDir}},
 		Base:         base,
 		Destinations: dests,
-		Config:       build.Config{WorkingDir: "/app", Cmd: []string{"python", "/app/train.py"}, Env: []string{"PATH=/app/bin:$PATH"}},
+		Config:       build.Config{WorkingDir: "/app", Cmd: []string{"python3", "/app/train.py"}, Env: []string{"PATH=/app/bin:$PATH"}},
 		CacheDir:     t.TempDir(),
 	}
 }

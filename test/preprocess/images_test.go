@@ -6,8 +6,8 @@ package preprocess_test
 // several images differ only in their Cmd (checked), runs each one's Cmd in that one bundle.
 //
 // The python base has python3 but no `python` (Debian's python-is-python3 is not installed), and
-// the notebook base has no `jupyter` launcher (Debian's python3-nbconvert does not ship it): the
-// builds pass --command python3 and --command "python3 -m nbconvert", as users of such bases must.
+// the notebook base has no `jupyter` launcher: the builds rely on the defaults (python3 and
+// python3 -m nbconvert) working there.
 
 import (
 	"archive/tar"
@@ -245,7 +245,7 @@ func TestPythonImage(t *testing.T) {
 		"notes.txt":                   "not an input: stays out of the image",
 	})
 	dest := reg + "/" + testenv.Repo(t) + ":v1"
-	args := []string{"--context", ctx, "--base", base, "--destination", dest, "--command", "python3",
+	args := []string{"--context", ctx, "--base", base, "--destination", dest,
 		"--input", "main.py", "--input", "pkg", "--input", "data", "--input", "requirements.txt",
 		"--output-map", "settings.ini=/data/config/"}
 	im := buildImage(t, args...)
@@ -305,7 +305,7 @@ func TestPythonImage(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			bad := reg + "/" + testenv.Repo(t) + ":v1"
-			a := append([]string{"--context", ctx, "--base", base, "--destination", bad, "--command", "python3", "--input", "main.py", "--input", "data"}, tt.extra...)
+			a := append([]string{"--context", ctx, "--base", base, "--destination", bad, "--input", "main.py", "--input", "data"}, tt.extra...)
 			r := runBuilder(t, a...)
 			if r.code != 1 || !strings.Contains(r.stderr, tt.want) {
 				t.Errorf("exit %d, stderr:\n%s\nwant exit 1 and %q", r.code, r.stderr, tt.want)
@@ -383,7 +383,7 @@ func TestNotebookImage(t *testing.T) {
 		"notebooks/data/unused.json": "{}",
 	})
 	repo := reg + "/" + testenv.Repo(t)
-	common := []string{"--context", ctx, "--base", base, "--command", "python3", "--input", "notebooks/helper.py", "--input", "notebooks/data"}
+	common := []string{"--context", ctx, "--base", base, "--input", "notebooks/helper.py", "--input", "notebooks/data"}
 
 	t.Run("convert", func(t *testing.T) {
 		im := buildImage(t, append(common, "--destination", repo+":analysis", "--notebook", "notebooks/analysis.ipynb")...)
@@ -437,7 +437,7 @@ func TestFullNotebookImage(t *testing.T) {
 	ctx := writeTree(t, map[string]string{"nb/ok.ipynb": ok, "nb/fail.ipynb": failing, "nb/data/x.txt": "6\n"})
 	repo := reg + "/" + testenv.Repo(t)
 	common := []string{"--context", ctx, "--base", base, "--preprocessor", "full_notebook", "--notebook-runner", "nbconvert",
-		"--command", "python3 -m nbconvert", "--notebook-output", "/tmp/out/executed.ipynb", "--input", "nb/data"}
+		"--notebook-output", "/tmp/out/executed.ipynb", "--input", "nb/data"}
 	// Both notebooks are in both images (one as --notebook, the other as --input): only the
 	// command differs, so both run in one unpacked bundle.
 	good := buildImage(t, append(common, "--destination", repo+":ok", "--notebook", "nb/ok.ipynb", "--input", "nb/fail.ipynb")...)
@@ -522,7 +522,7 @@ func TestFunctionImage(t *testing.T) {
 	repo := reg + "/" + testenv.Repo(t)
 	build := func(tag string, extra ...string) string {
 		return buildImage(t, append([]string{"--context", ctx, "--base", base, "--destination", repo + ":" + tag,
-			"--command", "python3", "--input", "helpers.py"}, extra...)...).ref
+			"--input", "helpers.py"}, extra...)...).ref
 	}
 	fn := build("fn", "--function", "jobs.py:train_fn")
 	cfg := imageConfig(t, fn)
