@@ -30,7 +30,7 @@ type Driver struct{}
 
 var _ workload.Driver = Driver{}
 
-func (Driver) Kind() string                      { return Kind }
+func (Driver) Kind() string                     { return Kind }
 func (Driver) DefaultCleanup() workload.Cleanup { return workload.CleanupOnSuccess }
 
 // Build returns the Job.

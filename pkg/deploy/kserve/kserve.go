@@ -47,7 +47,7 @@ func New(version string) *Driver {
 
 var _ workload.Driver = (*Driver)(nil)
 
-func (d *Driver) Kind() string                      { return Kind }
+func (d *Driver) Kind() string                     { return Kind }
 func (d *Driver) DefaultCleanup() workload.Cleanup { return workload.CleanupNever }
 
 // GVR of InferenceService.

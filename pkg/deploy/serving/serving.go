@@ -45,7 +45,7 @@ var (
 	_ workload.URLResolver = Driver{}
 )
 
-func (Driver) Kind() string                      { return Kind }
+func (Driver) Kind() string                     { return Kind }
 func (Driver) DefaultCleanup() workload.Cleanup { return workload.CleanupNever }
 
 func defaults(o workload.ServingOptions) workload.ServingOptions {

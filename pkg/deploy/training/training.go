@@ -63,7 +63,7 @@ func orV1(v string) string {
 
 var _ workload.Driver = (*Driver)(nil)
 
-func (d *Driver) Kind() string                      { return d.kind }
+func (d *Driver) Kind() string                     { return d.kind }
 func (d *Driver) DefaultCleanup() workload.Cleanup { return workload.CleanupNever }
 
 // GVR of the kind.

@@ -188,7 +188,8 @@ func Selector() labels.Selector {
 }
 
 // Clean drops the empty fields that converting a typed object leaves (creationTimestamp: null,
-// resources: {}), so the objects print and compare cleanly.
+// resources: {}, status: {}), so the objects print and compare cleanly. Empty maps that mean
+// something (emptyDir: {}) are kept.
 func Clean(m map[string]any) {
 	for k, v := range m {
 		switch vv := v.(type) {
@@ -196,7 +197,7 @@ func Clean(m map[string]any) {
 			delete(m, k)
 		case map[string]any:
 			Clean(vv)
-			if len(vv) == 0 {
+			if len(vv) == 0 && droppable[k] {
 				delete(m, k)
 			}
 		case []any:
@@ -208,3 +209,5 @@ func Clean(m map[string]any) {
 		}
 	}
 }
+
+var droppable = map[string]bool{"resources": true, "status": true, "metadata": true, "strategy": true, "securityContext": true, "loadBalancer": true}
