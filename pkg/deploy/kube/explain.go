@@ -72,7 +72,7 @@ func (e *MissingAPIError) Error() string {
 	gv := e.GVR.GroupVersion().String()
 	msg := fmt.Sprintf("this cluster does not serve %s (%s): its CRD is not installed", e.Kind, gv)
 	if len(e.Served) > 0 {
-		msg = fmt.Sprintf("this cluster does not serve %s %s, only %s: use a matching API version (--api-version) or upgrade the operator",
+		msg = fmt.Sprintf("this cluster does not serve %s %s, only %s: pin a served version (--deployer-api) or upgrade the operator",
 			e.Kind, gv, strings.Join(e.Served, ", "))
 	}
 	if e.Hint != "" {
