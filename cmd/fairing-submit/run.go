@@ -71,7 +71,7 @@ func runFlags() []cli.Flag {
 		integer("chief", 0, "tfjob: chief replicas"),
 		integer("workers", 0, "tfjob: worker replicas (default 1 without a chief); pytorchjob: worker replicas"),
 		integer("ps", 0, "tfjob: parameter servers (GPU limits stripped)"),
-		integer("masters", 1, "pytorchjob: master replicas (1)"),
+		integer("masters", 0, "pytorchjob: master replicas (default and only choice: 1)"),
 		str("clean-pod-policy", "runPolicy.cleanPodPolicy: Running (default), All, None"),
 	)...)
 	fs = append(fs, cat(catServing,
