@@ -81,6 +81,7 @@ func runFlags() []cli.Flag {
 		strDef("service-type", "ClusterIP", "serving: ClusterIP, NodePort or LoadBalancer"),
 		strDef("cluster-domain", "cluster.local", "serving: cluster DNS domain of the printed URL"),
 		str("url-path", "serving: path appended to the printed URL (e.g. /predict)"),
+		integer("min-ready-seconds", 3, "serving: seconds a pod must stay ready to count as available (so a crashing server is not reported ready)"),
 	)...)
 	fs = append(fs, cat(catKServe,
 		str("model-format", "kserve: model format (sklearn, xgboost, ...) served from --storage-uri instead of the image"),
@@ -259,6 +260,8 @@ func spec(c *cli.Context, ns string, po pod.Options) (*workload.Spec, error) {
 		Masters: int32(c.Int("masters")), CleanPodPolicy: c.String("clean-pod-policy")}
 	s.Serving = workload.ServingOptions{Port: int32(c.Int("port")), TargetPort: int32(c.Int("target-port")), Replicas: int32(c.Int("replicas")),
 		ServiceType: c.String("service-type"), ClusterDomain: c.String("cluster-domain"), URLPath: c.String("url-path")}
+	mr := int32(c.Int("min-ready-seconds"))
+	s.Serving.MinReadySeconds = &mr
 	s.KServe = workload.KServeOptions{ModelFormat: c.String("model-format"), StorageURI: c.String("storage-uri"), Port: int32(c.Int("port"))}
 	if p := c.Int64("canary-traffic-percent"); p >= 0 {
 		s.KServe.CanaryTrafficPercent = &p

@@ -127,6 +127,12 @@ func Inspect(p *corev1.Pod) []Problem {
 			if pr.Reason == "" {
 				pr.Reason = "Error"
 			}
+			// a restarted container that failed again is crash-looping: the kubelet says so only
+			// when its back-off (10 s, 20 s, ...) catches up with the next sync
+			if p.Spec.RestartPolicy != corev1.RestartPolicyNever && s.RestartCount >= 1 {
+				pr.Reason, pr.Fatal = "CrashLoopBackOff", true
+				pr.Message = strings.TrimSpace(fmt.Sprintf("failed again after %d restart(s) (last reason %s) %s", s.RestartCount, t.Reason, pr.Message))
+			}
 			if t.Reason == "OOMKilled" {
 				pr.Message = strings.TrimSpace("out of memory (" + memLimit(p, s.Name) + ") " + t.Message)
 			}
@@ -245,7 +251,7 @@ func Follow(ctx context.Context, c *kube.Clients, d workload.Driver, created run
 	}()
 	lines := NewLineWriter(o.Out)
 	var wg sync.WaitGroup
-	streaming := map[string]bool{}
+	streaming := map[string]context.CancelFunc{}
 	seen := map[string]bool{}
 	reported := map[string]bool{}
 	var mainObj runtime.Object = created
@@ -268,10 +274,11 @@ func Follow(ctx context.Context, c *kube.Clients, d workload.Driver, created run
 				continue
 			}
 			key := p.Name + "/" + s.Name
-			if streaming[key] {
+			if streaming[key] != nil {
 				continue
 			}
-			streaming[key] = true
+			sctx, scancel := context.WithCancel(lctx)
+			streaming[key] = scancel
 			prefix := "[" + p.Name + "] "
 			if s.Name != sel.Container || o.Logs == LogsAll && len(p.Spec.Containers)+len(p.Spec.InitContainers) > 1 {
 				prefix = "[" + p.Name + "/" + s.Name + "] "
@@ -279,7 +286,7 @@ func Follow(ctx context.Context, c *kube.Clients, d workload.Driver, created run
 			wg.Add(1)
 			go func(pod, ctr, prefix string) {
 				defer wg.Done()
-				streamLogs(lctx, c.Typed, ns, pod, ctr, prefix, lines)
+				streamLogs(sctx, c.Typed, ns, pod, ctr, prefix, lines)
 			}(p.Name, s.Name, prefix)
 		}
 	}
@@ -320,10 +327,23 @@ func Follow(ctx context.Context, c *kube.Clients, d workload.Driver, created run
 		if st.Phase != workload.Ready && st.Phase != workload.Deleted {
 			if l, err := c.Typed.CoreV1().Pods(ns).List(fctx, metav1.ListOptions{LabelSelector: sel.All.String()}); err == nil {
 				sort.Slice(l.Items, func(i, j int) bool { return l.Items[i].Name < l.Items[j].Name })
+				live := map[string]bool{}
 				for i := range l.Items {
 					p := &l.Items[i]
 					if ctx.Err() == nil {
 						handlePod(p)
+					}
+					// wait only for the logs of containers that ended for good; the others (killed
+					// at a deadline, crash-looping, still serving) would keep us waiting
+					for _, cs := range append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
+						if cs.State.Terminated != nil && done(p, cs.Name) {
+							live[p.Name+"/"+cs.Name] = true
+						}
+					}
+				}
+				for key, stop := range streaming {
+					if !live[key] {
+						stop()
 					}
 				}
 				if res.Problem == nil && st.Phase == workload.Failed {

@@ -108,13 +108,18 @@ func (Driver) Build(s *workload.Spec) ([]runtime.Object, error) {
 		meta.GenerateName = "fairing-serving-"
 	}
 	replicas := o.Replicas
+	minReady := int32(3)
+	if o.MinReadySeconds != nil {
+		minReady = *o.MinReadySeconds
+	}
 	d := &appsv1.Deployment{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
 		ObjectMeta: meta,
 		Spec: appsv1.DeploymentSpec{
-			Replicas: &replicas,
-			Selector: &metav1.LabelSelector{MatchLabels: sel},
-			Template: t,
+			Replicas:        &replicas,
+			MinReadySeconds: minReady,
+			Selector:        &metav1.LabelSelector{MatchLabels: sel},
+			Template:        t,
 		},
 	}
 	svc := &corev1.Service{

@@ -58,6 +58,9 @@ type ServingOptions struct {
 	ServiceType   string // ClusterIP (default), NodePort, LoadBalancer
 	ClusterDomain string // default cluster.local
 	URLPath       string // appended to the printed URL
+	// MinReadySeconds a new pod must be ready before it counts as available, so that a server
+	// that crashes right after starting is not reported ready. Nil: 3.
+	MinReadySeconds *int32
 }
 
 // KServeOptions for the KServe InferenceService deployer.
