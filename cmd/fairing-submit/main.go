@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -39,7 +40,7 @@ func (e *exitError) Unwrap() error { return e.err }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
-	err := app.RunContext(ctx, args)
+	err := app.RunContext(ctx, intersperse(app, args))
 	if err == nil {
 		return 0
 	}
@@ -74,4 +75,48 @@ Every flag also reads a FAIRING_* environment variable (shown in each flag's hel
 			deleteCommand(stdout, stderr),
 		},
 	}
+}
+
+// intersperse lets flags follow the workload names (fairing-submit status NAME -o json), as with
+// kubectl: urfave/cli stops parsing flags at the first argument, so the names are moved after the
+// flags. The run command is left alone: what follows its "--" is the container's command.
+func intersperse(app *cli.App, args []string) []string {
+	if len(args) < 2 {
+		return args
+	}
+	cmd := app.Command(args[1])
+	if cmd == nil || cmd.Name == "run" {
+		return args
+	}
+	takesValue := map[string]bool{}
+	for _, f := range cmd.Flags {
+		_, isBool := f.(*cli.BoolFlag)
+		for _, n := range f.Names() {
+			takesValue[n] = !isBool
+		}
+	}
+	var flags, names []string
+	rest := args[2:]
+	for i := 0; i < len(rest); i++ {
+		a := rest[i]
+		switch {
+		case a == "--":
+			names = append(names, rest[i+1:]...)
+			i = len(rest)
+		case strings.HasPrefix(a, "-") && len(a) > 1:
+			flags = append(flags, a)
+			n := strings.TrimLeft(a, "-")
+			if !strings.Contains(n, "=") && takesValue[n] && i+1 < len(rest) {
+				flags = append(flags, rest[i+1])
+				i++
+			}
+		default:
+			names = append(names, a)
+		}
+	}
+	out := append([]string{args[0], args[1]}, flags...)
+	if len(names) > 0 {
+		out = append(append(out, "--"), names...)
+	}
+	return out
 }

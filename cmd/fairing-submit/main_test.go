@@ -177,3 +177,19 @@ spec:
 		t.Errorf("options did not win over the template:\n%s", out)
 	}
 }
+
+func TestIntersperse(t *testing.T) {
+	app := newApp(nil, nil)
+	tests := []struct{ in, want string }{
+		{"f status NAME -o json", "f status -o json -- NAME"},
+		{"f logs -f NAME --all", "f logs -f --all -- NAME"},
+		{"f delete a b -n ns", "f delete -n ns -- a b"},
+		{"f delete --selector=x=y", "f delete --selector=x=y"},
+		{"f run --image x -- sh -c 'a'", "f run --image x -- sh -c 'a'"},
+	}
+	for _, tc := range tests {
+		if got := strings.Join(intersperse(app, strings.Fields(tc.in)), " "); got != tc.want {
+			t.Errorf("%q: got %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
