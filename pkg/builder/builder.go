@@ -1,0 +1,429 @@
+// Package builder runs a build from start to finish on the append path: sources → layers
+// (incremental, cached) → image on the base (manifest and config only) → destinations, plus
+// the files scripts read afterwards (digest file, name@digest file, metadata JSON).
+package builder
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/fairing-dev/fairing/pkg/build"
+	"github.com/fairing-dev/fairing/pkg/contextimage"
+	"github.com/fairing-dev/fairing/pkg/layer"
+	"github.com/fairing-dev/fairing/pkg/progress"
+	"github.com/fairing-dev/fairing/pkg/publish"
+	"github.com/fairing-dev/fairing/pkg/registryclient"
+)
+
+// Options describe one build.
+type Options struct {
+	// Sources are the local files to build from; or ContextRef names a context artifact
+	// (oci://REPO@sha256:..., see pkg/contextimage) whose layers are appended as they are.
+	Sources      []layer.Source
+	ContextRef   string
+	Base         string
+	Destinations []string
+	// NoPush computes everything and writes local destinations, but sends nothing to
+	// registries.
+	NoPush    bool
+	Platforms []string
+	Config    build.Config
+	Layer     layer.Options
+	Plan      layer.PlanOptions
+	CacheDir  string
+	Registry  registryclient.Config
+
+	DigestFile              string
+	ImageNameWithDigestFile string
+	MetadataFile            string
+
+	// Progress is where upload bars go (a terminal); nil for none.
+	Progress io.Writer
+	// Logf receives human-readable progress lines; nil for none.
+	Logf func(format string, args ...any)
+}
+
+// Report is what a build did; it is also the --metadata-file content.
+type Report struct {
+	// Reference is name@digest of the first destination (or the digest alone).
+	Reference string   `json:"reference"`
+	Digest    string   `json:"digest"`
+	MediaType string   `json:"mediaType"`
+	Refs      []string `json:"refs"`
+	Platforms []string `json:"platforms"`
+	Base      struct {
+		Name   string `json:"name"`
+		Digest string `json:"digest,omitempty"`
+	} `json:"base"`
+	Layers        []LayerReport `json:"layers"`
+	Entries       int           `json:"entries"`
+	FilesHashed   int           `json:"filesHashed"`
+	Pushed        []string      `json:"pushed"`
+	Mounted       []string      `json:"mounted"`
+	Skipped       []string      `json:"skipped"`
+	Manifests     []string      `json:"manifests"`
+	BytesUploaded int64         `json:"bytesUploaded"`
+	Timings       Timings       `json:"timings"`
+
+	// BuildKit-compatible keys, so tools that read `buildctl --metadata-file` read ours.
+	ContainerImageDigest string `json:"containerimage.digest"`
+	ImageName            string `json:"image.name,omitempty"`
+}
+
+// LayerReport describes one layer fairing added.
+type LayerReport struct {
+	Name        string            `json:"name"`
+	Digest      string            `json:"digest"`
+	DiffID      string            `json:"diffID"`
+	Size        int64             `json:"size"`
+	MediaType   string            `json:"mediaType"`
+	Entries     int               `json:"entries"`
+	Cached      bool              `json:"cached"`
+	Key         string            `json:"key"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// Timings of the phases, in milliseconds.
+type Timings struct {
+	WalkMs    int64 `json:"walk"`
+	HashMs    int64 `json:"hash"`
+	LayersMs  int64 `json:"layers"`
+	BaseMs    int64 `json:"base"`
+	PublishMs int64 `json:"publish"`
+	TotalMs   int64 `json:"total"`
+}
+
+func (o *Options) logf(format string, args ...any) {
+	if o.Logf != nil {
+		o.Logf(format, args...)
+	}
+}
+
+// Run builds and publishes. Nothing is tagged unless everything it points to was written.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	start := time.Now()
+	if len(o.Sources) == 0 && o.ContextRef == "" {
+		return nil, fmt.Errorf("nothing to build: no context or inputs given")
+	}
+	plats, err := build.ParsePlatforms(o.Platforms)
+	if err != nil {
+		return nil, err
+	}
+	var dests []publish.Destination
+	for _, s := range o.Destinations {
+		d, err := publish.ParseDestination(s, o.Registry)
+		if err != nil {
+			return nil, err
+		}
+		dests = append(dests, d)
+	}
+	if o.CacheDir == "" {
+		if o.CacheDir, err = DefaultCacheDir(); err != nil {
+			return nil, err
+		}
+	}
+
+	// The base's manifest and config come over the network while the layers are built.
+	type baseResult struct {
+		b   *build.Base
+		err error
+		d   time.Duration
+	}
+	baseCh := make(chan baseResult, 1)
+	go func() {
+		t := time.Now()
+		ropts, err := o.Registry.RemoteOptions(ctx)
+		if err != nil {
+			baseCh <- baseResult{err: err}
+			return
+		}
+		b, err := build.ResolveBase(ctx, o.Base, o.Registry.ParseReference, ropts...)
+		if err == nil && b.Image != nil {
+			_, err = b.Image.ConfigFile() // fetch now, in parallel with the layers
+		}
+		baseCh <- baseResult{b, err, time.Since(t)}
+	}()
+
+	var ls *layerSet
+	if o.ContextRef != "" {
+		ls, err = fetchLayers(ctx, &o)
+	} else {
+		ls, err = makeLayers(ctx, o)
+	}
+	br := <-baseCh
+	if err != nil {
+		return nil, err
+	}
+	if br.err != nil {
+		return nil, br.err
+	}
+
+	layers := ls.layers
+	res, err := build.Build(build.Options{Base: br.b, Platforms: plats, Layers: layers, Config: o.Config})
+	if err != nil {
+		return nil, err
+	}
+	digest, err := res.Digest()
+	if err != nil {
+		return nil, err
+	}
+
+	rep := &Report{Digest: digest.String(), Entries: ls.entries, FilesHashed: ls.hashed, Layers: ls.reports}
+	rep.Base.Name = br.b.Name
+	if !br.b.Scratch {
+		rep.Base.Digest = br.b.Digest.String()
+	}
+	if err := fillImageReport(rep, res); err != nil {
+		return nil, err
+	}
+
+	t := time.Now()
+	var publishTo []publish.Destination
+	for _, d := range dests {
+		rep.Refs = append(rep.Refs, d.WithDigest(digest.String()))
+		if !(o.NoPush && d.Kind == publish.Registry) {
+			publishTo = append(publishTo, d)
+		}
+	}
+	if len(publishTo) > 0 {
+		ch, wait := progress.Uploads(o.Progress, "pushing")
+		prep, err := publish.Publish(ctx, res, publishTo, publish.Options{Registry: o.Registry, Progress: ch})
+		wait()
+		if err != nil {
+			return nil, err
+		}
+		rep.Pushed, rep.Mounted, rep.Skipped, rep.Manifests = prep.Pushed, prep.Mounted, prep.Skipped, prep.Manifests
+		rep.BytesUploaded = prep.BytesUploaded
+	}
+	if len(rep.Refs) > 0 {
+		rep.Reference = rep.Refs[0]
+	} else {
+		rep.Reference = digest.String()
+	}
+	rep.ContainerImageDigest = rep.Digest
+	for _, d := range dests {
+		if d.Kind == publish.Registry {
+			rep.ImageName = d.Ref.String()
+			break
+		}
+	}
+	rep.Timings = Timings{
+		WalkMs: ls.walk.Milliseconds(), HashMs: ls.hash.Milliseconds(), LayersMs: ls.write.Milliseconds(),
+		BaseMs: br.d.Milliseconds(), PublishMs: time.Since(t).Milliseconds(), TotalMs: time.Since(start).Milliseconds(),
+	}
+	if err := writeOutputs(o, rep); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+func fillImageReport(rep *Report, res *build.Result) error {
+	var mt interface {
+		MediaType() (types.MediaType, error)
+	} = res.Image
+	if res.Index != nil {
+		mt = res.Index
+	}
+	m, err := mt.MediaType()
+	if err != nil {
+		return err
+	}
+	rep.MediaType = string(m)
+	for _, p := range res.Platforms {
+		rep.Platforms = append(rep.Platforms, p.String())
+	}
+	// Layer media types as they appear in the (first) manifest.
+	img := res.Image
+	if img == nil {
+		im, err := res.Index.IndexManifest()
+		if err != nil {
+			return err
+		}
+		if img, err = res.Index.Image(im.Manifests[0].Digest); err != nil {
+			return err
+		}
+	}
+	man, err := img.Manifest()
+	if err != nil {
+		return err
+	}
+	layerTypes := map[string]string{}
+	for _, d := range man.Layers {
+		layerTypes[d.Digest.String()] = string(d.MediaType)
+	}
+	for i := range rep.Layers {
+		rep.Layers[i].MediaType = layerTypes[rep.Layers[i].Digest]
+	}
+	return nil
+}
+
+// layerSet is the layers a build appends, with what the report says of them.
+type layerSet struct {
+	layers            []build.Layer
+	reports           []LayerReport
+	entries, hashed   int
+	walk, hash, write time.Duration
+}
+
+// makeLayers builds (or finds in the cache) the layers of local sources.
+func makeLayers(ctx context.Context, o Options) (*layerSet, error) {
+	res, err := layer.Make(ctx, o.Sources, o.CacheDir, o.Layer, o.Plan)
+	if err != nil {
+		return nil, err
+	}
+	ls := &layerSet{entries: res.Entries, hashed: res.Hashed, walk: res.Walk, hash: res.Hash, write: res.Write}
+	for _, l := range res.Layers {
+		o.logf("layer %s", l)
+		d, _ := l.Digest()
+		diff, _ := l.DiffID()
+		size, _ := l.Size()
+		desc, _ := l.Descriptor()
+		ls.layers = append(ls.layers, build.Layer{Layer: l, Comment: l.HistoryComment()})
+		ls.reports = append(ls.reports, LayerReport{
+			Name: l.Name(), Digest: d.String(), DiffID: diff.String(), Size: size,
+			Entries: l.Entries(), Cached: l.CacheHit(), Key: l.Key(), Annotations: desc.Annotations,
+		})
+	}
+	return ls, nil
+}
+
+// fetchLayers reads a context artifact's layers (descriptors only: a registry that already
+// holds or can mount the blobs never sends them) and takes its recorded command, environment
+// and working directory as defaults.
+func fetchLayers(ctx context.Context, o *Options) (*layerSet, error) {
+	t := time.Now()
+	c, err := contextimage.Fetch(ctx, o.ContextRef, o.Registry)
+	if err != nil {
+		return nil, err
+	}
+	if o.Config.Cmd == nil && o.Config.Entrypoint == nil && len(c.Meta.Command) > 0 {
+		o.Config.Cmd = c.Meta.Command
+	}
+	if o.Config.WorkingDir == "" {
+		o.Config.WorkingDir = c.Meta.Workdir
+	}
+	o.Config.Env = append(append([]string{}, c.Meta.Env...), o.Config.Env...)
+	m, err := c.Image.Manifest()
+	if err != nil {
+		return nil, err
+	}
+	cf, err := c.Image.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	ls := &layerSet{walk: time.Since(t)}
+	for i, l := range c.Layers {
+		ls.layers = append(ls.layers, build.Layer{Layer: l, Comment: c.Comments[i]})
+		r := LayerReport{Name: c.Comments[i], Digest: m.Layers[i].Digest.String(), Size: m.Layers[i].Size, Cached: true, Annotations: m.Layers[i].Annotations}
+		if i < len(cf.RootFS.DiffIDs) {
+			r.DiffID = cf.RootFS.DiffIDs[i].String()
+		}
+		ls.reports = append(ls.reports, r)
+	}
+	return ls, nil
+}
+
+// writeOutputs writes the files scripts read; each is written whole or not at all.
+func writeOutputs(o Options, rep *Report) error {
+	write := func(file string, data []byte) error {
+		if file == "" {
+			return nil
+		}
+		tmp := file + ".tmp"
+		if err := os.WriteFile(tmp, data, 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", file, err)
+		}
+		return os.Rename(tmp, file)
+	}
+	if err := write(o.DigestFile, []byte(rep.Digest)); err != nil {
+		return err
+	}
+	if o.ImageNameWithDigestFile != "" {
+		ref := ""
+		for _, r := range rep.Refs {
+			if !strings.HasPrefix(r, "oci:") && !strings.HasPrefix(r, "tar:") {
+				ref = r
+				break
+			}
+		}
+		if ref == "" {
+			return fmt.Errorf("--image-name-with-digest-file needs a registry --destination")
+		}
+		if err := write(o.ImageNameWithDigestFile, []byte(ref)); err != nil {
+			return err
+		}
+	}
+	if o.MetadataFile != "" {
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := write(o.MetadataFile, append(b, '\n')); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DefaultCacheDir is $XDG_CACHE_HOME/fairing (~/.cache/fairing).
+func DefaultCacheDir() (string, error) {
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("no cache directory: set --cache-dir: %w", err)
+	}
+	return d + "/fairing", nil
+}
+
+// PushContext turns local sources into layers exactly as a build would (same cache, same
+// digests) and pushes them to repo as a context artifact, uploading only the blobs repo lacks.
+// It returns oci://REPO@sha256:..., which `fairing-builder build --context` accepts.
+func PushContext(ctx context.Context, o Options, repo string, meta contextimage.Meta) (string, *Report, error) {
+	start := time.Now()
+	if o.CacheDir == "" {
+		var err error
+		if o.CacheDir, err = DefaultCacheDir(); err != nil {
+			return "", nil, err
+		}
+	}
+	r, err := o.Registry.ParseReference(repo)
+	if err != nil {
+		return "", nil, err
+	}
+	ls, err := makeLayers(ctx, o)
+	if err != nil {
+		return "", nil, err
+	}
+	layers := make([]v1.Layer, len(ls.layers))
+	comments := make([]string, len(ls.layers))
+	for i, l := range ls.layers {
+		layers[i], comments[i] = l.Layer, l.Comment
+	}
+	img, err := contextimage.New(layers, comments, meta)
+	if err != nil {
+		return "", nil, err
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return "", nil, err
+	}
+	ref := r.Context().Digest(d.String())
+	dest := publish.Destination{Kind: publish.Registry, Raw: ref.String(), Ref: ref}
+	ch, wait := progress.Uploads(o.Progress, "sending context")
+	prep, err := publish.Publish(ctx, &build.Result{Image: img}, []publish.Destination{dest}, publish.Options{Registry: o.Registry, Progress: ch})
+	wait()
+	if err != nil {
+		return "", nil, err
+	}
+	rep := &Report{Digest: d.String(), Reference: ref.String(), Refs: []string{ref.String()}, Entries: ls.entries, FilesHashed: ls.hashed, Layers: ls.reports,
+		Pushed: prep.Pushed, Mounted: prep.Mounted, Skipped: prep.Skipped, Manifests: prep.Manifests, BytesUploaded: prep.BytesUploaded}
+	rep.Timings = Timings{WalkMs: ls.walk.Milliseconds(), HashMs: ls.hash.Milliseconds(), LayersMs: ls.write.Milliseconds(), TotalMs: time.Since(start).Milliseconds()}
+	return contextimage.Scheme + ref.String(), rep, nil
+}
