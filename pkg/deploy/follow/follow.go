@@ -200,6 +200,7 @@ func Follow(ctx context.Context, c *kube.Clients, d workload.Driver, created run
 	objs := make(chan objEvent, 16)
 	watchErr := make(chan error, 1)
 	lw, typ := d.ListWatch(c, ns, name)
+	lw = c.ListWatcher(lw)
 	go func() {
 		_, err := watchtools.UntilWithSync(wctx, lw, typ, nil, func(ev watch.Event) (bool, error) {
 			e := objEvent{obj: ev.Object}
@@ -221,7 +222,7 @@ func Follow(ctx context.Context, c *kube.Clients, d workload.Driver, created run
 	sel := d.Pods(created)
 	podsC := make(chan *corev1.Pod, 64)
 	inf := cache.NewSharedIndexInformer(
-		kube.SelectorListWatch[*corev1.PodList](c.Typed.CoreV1().Pods(ns), "", sel.All.String()),
+		c.ListWatcher(kube.SelectorListWatch[*corev1.PodList](c.Typed.CoreV1().Pods(ns), "", sel.All.String())),
 		&corev1.Pod{}, 0, cache.Indexers{})
 	send := func(obj any) {
 		if p, ok := obj.(*corev1.Pod); ok {

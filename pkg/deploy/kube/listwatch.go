@@ -35,3 +35,12 @@ func SelectorListWatch[L runtime.Object](r Lister[L], fieldSelector, labelSelect
 		},
 	}
 }
+
+// ListWatcher tells the reflector whether the clients support streaming lists (WatchList): the
+// fake clientset of unit tests does not, real API servers do.
+func (c *Clients) ListWatcher(lw cache.ListerWatcher) cache.ListerWatcher {
+	if l, ok := lw.(*cache.ListWatch); ok && c.Typed != nil {
+		return cache.ToListWatcherWithWatchListSemantics(l, c.Typed)
+	}
+	return lw
+}

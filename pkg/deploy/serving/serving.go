@@ -262,7 +262,7 @@ func (Driver) URL(ctx context.Context, c *kube.Clients, obj runtime.Object) (str
 		return "", kube.Explain(err, "get", grService, d.Namespace)
 	}
 	if svc.Spec.Type == corev1.ServiceTypeLoadBalancer && ServiceURL(svc) == "" {
-		lw := kube.NameListWatch[*corev1.ServiceList](svcs, svc.Name)
+		lw := c.ListWatcher(kube.NameListWatch[*corev1.ServiceList](svcs, svc.Name))
 		ev, err := watchtools.UntilWithSync(ctx, lw, &corev1.Service{}, nil, func(e watch.Event) (bool, error) {
 			if e.Type == watch.Deleted {
 				return false, fmt.Errorf("service %s was deleted while waiting for its load balancer", svc.Name)
