@@ -40,8 +40,14 @@ func TestServingClusterIP(t *testing.T) {
 		t.Fatalf("delete: %s", del)
 	}
 	for _, get := range []func() error{
-		func() error { _, err := cs.AppsV1().Deployments(ns).Get(context.Background(), "web", metav1.GetOptions{}); return err },
-		func() error { _, err := cs.CoreV1().Services(ns).Get(context.Background(), "web", metav1.GetOptions{}); return err },
+		func() error {
+			_, err := cs.AppsV1().Deployments(ns).Get(context.Background(), "web", metav1.GetOptions{})
+			return err
+		},
+		func() error {
+			_, err := cs.CoreV1().Services(ns).Get(context.Background(), "web", metav1.GetOptions{})
+			return err
+		},
 	} {
 		if err := get(); !apierrors.IsNotFound(err) {
 			t.Errorf("left after delete: %v", err)
