@@ -25,7 +25,8 @@ rm -rf "$P"; mkdir -p "$P"; (
 cd "$P"
 openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 -subj "/CN=fairing-ci-ca" 2>/dev/null
 sign() { openssl req -newkey rsa:2048 -nodes -keyout "$1.key" -subj "$2" 2>/dev/null |
-  openssl x509 -req -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -out "$1.crt" -extfile <(printf '%b' "$3") 2>/dev/null; }
+  openssl x509 -req -CA ca.crt -CAkey ca.key -set_serial "0x$(openssl rand -hex 16)" -days 3650 -out "$1.crt" -extfile <(printf '%b' "$3") 2>/dev/null; }
+# (the keys are generated in parallel: -set_serial, not -CAcreateserial, which would race on ca.srl)
 sign apiserver "/CN=kube-apiserver" "subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.0.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n" &
 sign admin "/O=system:masters/CN=ci-admin" "extendedKeyUsage=clientAuth\n" &
 sign kcm "/CN=system:kube-controller-manager" "extendedKeyUsage=clientAuth\n" &
@@ -35,6 +36,7 @@ sign kubelet "/CN=$NODE_NAME" "subjectAltName=DNS:$NODE_NAME,IP:127.0.0.1\nexten
 sign apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "extendedKeyUsage=clientAuth\n" &
 (openssl genrsa -out sa.key 2048 2>/dev/null; openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null) &
 wait
+for c in apiserver admin kcm sched node kubelet apiserver-kubelet-client; do [ -s "$c.crt" ] || { echo "PKI: $c.crt not written" >&2; exit 1; }; done
 echo 'devtoken,dev,1001,"devs"' > tokens.csv
 chmod 600 *.key tokens.csv )
 kc() { # name user-yaml

@@ -21,6 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
@@ -81,11 +82,17 @@ type Problem struct {
 }
 
 func (p *Problem) String() string {
-	s := "pod " + p.Pod
+	s := ""
+	if p.Pod != "" {
+		s = "pod " + p.Pod
+	}
 	if p.Container != "" {
 		s += " container " + p.Container
 	}
-	s += ": " + p.Reason
+	if s != "" {
+		s += ": "
+	}
+	s += p.Reason
 	if p.ExitCode != 0 {
 		s += fmt.Sprintf(" (exit code %d)", p.ExitCode)
 	}
@@ -240,6 +247,26 @@ func Follow(ctx context.Context, c *kube.Clients, d workload.Driver, created run
 	}
 	go inf.RunWithContext(wctx)
 
+	// warning events of the workload, its pods and its ReplicaSets: pods that cannot be created
+	// (a missing service account, quota, admission) or volumes that cannot be mounted show only here
+	eventsC := make(chan *corev1.Event, 64)
+	evs := c.Typed.CoreV1().Events(ns)
+	warnings := fields.OneTermEqualSelector("type", corev1.EventTypeWarning).String()
+	if _, err := evs.List(wctx, metav1.ListOptions{FieldSelector: warnings, Limit: 1}); err == nil { // no rights: no events
+		einf := cache.NewSharedIndexInformer(c.ListWatcher(kube.SelectorListWatch[*corev1.EventList](evs, warnings, "")), &corev1.Event{}, 0, cache.Indexers{})
+		sendEv := func(obj any) {
+			if e, ok := obj.(*corev1.Event); ok {
+				select {
+				case eventsC <- e:
+				case <-wctx.Done():
+				}
+			}
+		}
+		if _, err := einf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: sendEv, UpdateFunc: func(_, n any) { sendEv(n) }}); err == nil {
+			go einf.RunWithContext(wctx)
+		}
+	}
+
 	// log streams
 	lctx, lcancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer lcancel()
@@ -311,6 +338,30 @@ func Follow(ctx context.Context, c *kube.Clients, d workload.Driver, created run
 			}
 			if pr.Fatal && o.FailFast && fatal == nil {
 				fatal = &pr
+			}
+		}
+	}
+
+	mainUID := m.GetUID()
+	handleEvent := func(e *corev1.Event) {
+		io := e.InvolvedObject
+		ours := io.UID == mainUID && mainUID != "" || io.Kind == "Pod" && seen[io.Name] ||
+			io.Kind == "ReplicaSet" && strings.HasPrefix(io.Name, name+"-")
+		if !ours || e.LastTimestamp.Time.Before(start.Add(-time.Second)) && e.EventTime.Time.Before(start.Add(-time.Second)) {
+			return
+		}
+		key := io.Kind + "/" + io.Name + "/" + e.Reason + "/" + e.Message
+		if reported[key] {
+			return
+		}
+		reported[key] = true
+		what := strings.ToLower(io.Kind) + " " + io.Name
+		say("%s/%s: %s: %s: %s", d.Kind(), name, what, e.Reason, oneLine(e.Message))
+		// pods that cannot be created or mounted do not heal by themselves
+		if (e.Reason == "FailedCreate" || e.Reason == "FailedMount") && o.FailFast && fatal == nil {
+			fatal = &Problem{Pod: io.Name, Reason: e.Reason, Message: e.Message, Fatal: true}
+			if io.Kind != "Pod" {
+				fatal.Pod = ""
 			}
 		}
 	}
@@ -417,6 +468,12 @@ func Follow(ctx context.Context, c *kube.Clients, d workload.Driver, created run
 			}
 			if e.state.Phase.Terminal() {
 				return finish(e.state)
+			}
+		case e := <-eventsC:
+			handleEvent(e)
+			if fatal != nil {
+				res.Problem = fatal
+				return finish(workload.State{Phase: workload.Failed, Reason: fatal.Reason, Message: fatal.String()})
 			}
 		case p := <-podsC:
 			handlePod(p)
