@@ -121,6 +121,9 @@ func Run(ctx context.Context, c *kube.Clients, d workload.Driver, spec *workload
 			return nil, err
 		}
 	}
+	if err := follow.CheckAccess(ctx, c, d, ns, !o.Detach, o.Follow.Logs); err != nil {
+		return nil, err
+	}
 	created, err := d.Create(ctx, c, ns, objs)
 	if err != nil {
 		return nil, err

@@ -56,6 +56,31 @@ current-context: c
 		t.Fatal("the token was printed")
 	}
 
+	// create alone is not enough to follow: the missing right is named and nothing is created
+	bind := func(name string, rules []rbacv1.PolicyRule) {
+		t.Helper()
+		if _, err := cs.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cs.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
+			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: name},
+			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa.Name, Namespace: ns}}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bind("create-only", []rbacv1.PolicyRule{{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: []string{"create"}}})
+	r = submitAs(t, kc, "", nil, "run", "--image", busybox, "--", "echo", "hi")
+	if r.code != 2 || !strings.Contains(r.stderr, `not allowed to list jobs.batch in namespace "`+ns+`"`) || !strings.Contains(r.stderr, "--detach") {
+		t.Errorf("create-only: want the missing list right named\n%s", r)
+	}
+	if l, _ := cs.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{}); len(l.Items) != 0 {
+		t.Errorf("a job was created although it could not be followed")
+	}
+	// --detach needs only create
+	if d := submitAs(t, kc, "", nil, "run", "--detach", "--image", busybox, "--", "true"); d.code != 0 {
+		t.Errorf("--detach with create only: %s", d)
+	}
+
 	// the shipped Role, bound to the service account
 	b, err := os.ReadFile("../../deploy/rbac/fairing-submit.yaml")
 	if err != nil {

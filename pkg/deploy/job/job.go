@@ -30,8 +30,9 @@ type Driver struct{}
 
 var _ workload.Driver = Driver{}
 
-func (Driver) Kind() string                     { return Kind }
-func (Driver) DefaultCleanup() workload.Cleanup { return workload.CleanupOnSuccess }
+func (Driver) Kind() string                      { return Kind }
+func (Driver) Resources() []schema.GroupResource { return []schema.GroupResource{gr} }
+func (Driver) DefaultCleanup() workload.Cleanup  { return workload.CleanupOnSuccess }
 
 // Build returns the Job.
 func (Driver) Build(s *workload.Spec) ([]runtime.Object, error) {

@@ -47,7 +47,10 @@ func New(version string) *Driver {
 
 var _ workload.Driver = (*Driver)(nil)
 
-func (d *Driver) Kind() string                     { return Kind }
+func (d *Driver) Kind() string { return Kind }
+func (d *Driver) Resources() []schema.GroupResource {
+	return []schema.GroupResource{d.GVR().GroupResource()}
+}
 func (d *Driver) DefaultCleanup() workload.Cleanup { return workload.CleanupNever }
 
 // GVR of InferenceService.

@@ -45,8 +45,9 @@ var (
 	_ workload.URLResolver = Driver{}
 )
 
-func (Driver) Kind() string                     { return Kind }
-func (Driver) DefaultCleanup() workload.Cleanup { return workload.CleanupNever }
+func (Driver) Kind() string                      { return Kind }
+func (Driver) Resources() []schema.GroupResource { return []schema.GroupResource{grDeploy, grService} }
+func (Driver) DefaultCleanup() workload.Cleanup  { return workload.CleanupNever }
 
 func defaults(o workload.ServingOptions) workload.ServingOptions {
 	if o.Port == 0 {

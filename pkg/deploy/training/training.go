@@ -63,7 +63,10 @@ func orV1(v string) string {
 
 var _ workload.Driver = (*Driver)(nil)
 
-func (d *Driver) Kind() string                     { return d.kind }
+func (d *Driver) Kind() string { return d.kind }
+func (d *Driver) Resources() []schema.GroupResource {
+	return []schema.GroupResource{d.GVR().GroupResource()}
+}
 func (d *Driver) DefaultCleanup() workload.Cleanup { return workload.CleanupNever }
 
 // GVR of the kind.

@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -120,6 +121,8 @@ type Pods struct {
 type Driver interface {
 	// Kind is the deployer name: job, tfjob, pytorchjob, serving, kserve.
 	Kind() string
+	// Resources are the API resources the deployer creates, the main object's first.
+	Resources() []schema.GroupResource
 	// Build returns the objects to create, main object first. It needs no cluster.
 	Build(s *Spec) ([]runtime.Object, error)
 	// Preflight checks that the cluster serves the kind (a CRD may be missing).
