@@ -77,7 +77,7 @@ func runFlags() []cli.Flag {
 	fs = append(fs, cat(catServing,
 		integer("port", 8080, "serving: Service port; kserve: container port"),
 		integer("target-port", 0, "serving: container port (default: --port)"),
-		integer("replicas", 1, "serving: replicas"),
+		integer("replicas", 1, "serving: replicas; vertex: replica count"),
 		strDef("service-type", "ClusterIP", "serving: ClusterIP, NodePort or LoadBalancer"),
 		strDef("cluster-domain", "cluster.local", "serving: cluster DNS domain of the printed URL"),
 		str("url-path", "serving: path appended to the printed URL (e.g. /predict)"),
