@@ -182,7 +182,7 @@ func Summary(r *Result) string {
 	}
 	switch {
 	case r.Problem != nil && r.Reason != "Timeout":
-		s += ": " + r.Problem.String()
+		s += ": " + strings.TrimPrefix(r.Problem.String(), r.Reason+": ")
 	case r.Message != "":
 		s += ": " + strings.Join(strings.Fields(r.Message), " ")
 	}
