@@ -29,6 +29,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/fairing-dev/fairing/internal/testenv"
 )
 
 var (
@@ -56,7 +58,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "build fairing-submit: %v\n%s", err, out)
 		os.Exit(1)
 	}
-	kubeconfig, busybox, registry = os.Getenv("TEST_KUBECONFIG"), os.Getenv("FAIRING_TEST_BUSYBOX"), os.Getenv("FAIRING_TEST_REGISTRY")
+	kubeconfig, busybox, registry = os.Getenv("TEST_KUBECONFIG"), os.Getenv(testenv.EnvBusyboxBase), os.Getenv(testenv.EnvRegistry)
 	if kubeconfig != "" {
 		setupErr = setup()
 	}
@@ -138,19 +140,12 @@ func hasResource(l *metav1.APIResourceList, plural string) bool {
 	return false
 }
 
-// needCluster skips (or, with FAIRING_TEST_REAL=1, fails) a test when the real cluster is missing.
+// needCluster skips (or, with FAIRING_TEST_REAL=1, fails) a test when the real cluster or the
+// busybox base image (test/setup.d/20-bases.sh) is missing.
 func needCluster(t *testing.T) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("needs the real cluster: skipped in -short mode")
-	}
-	if kubeconfig == "" || busybox == "" {
-		msg := "needs the real cluster: TEST_KUBECONFIG and FAIRING_TEST_BUSYBOX are unset (test/setup.d/50-kubernetes.sh up)"
-		if os.Getenv("FAIRING_TEST_REAL") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	testenv.Need(t, "TEST_KUBECONFIG")
+	testenv.BusyboxBase(t)
 	if setupErr != nil {
 		t.Fatalf("cluster setup: %v", setupErr)
 	}

@@ -1,10 +1,9 @@
-// Command pushimages pushes the images the test cluster and the submit tests need to the test
-// registry, reproducibly (same inputs, same digests), and prints NAME=REF@DIGEST lines:
+// Command pushimages pushes the pod sandbox image the test cluster needs to the test registry,
+// reproducibly (same pause binary, same digest), and prints PAUSE=REF@DIGEST:
 //
-//	PAUSE    REGISTRY/k8s/pause:3.10.2            the pod sandbox image (containerd's pinned sandbox image)
-//	BUSYBOX  REGISTRY/fairing-test/busybox:1      Debian's busybox-static with every applet linked
+//	REGISTRY/k8s/pause:3.10.2   the pause program built from the k8s module (containerd's pinned sandbox image)
 //
-// Used by test/setup.d/50-kubernetes.sh. (To be merged with internal/testenv's busybox base.)
+// Used by test/setup.d/50-kubernetes.sh. The busybox image the tests run comes from 20-bases.sh.
 package main
 
 import (
@@ -14,9 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"sort"
-	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -29,19 +26,17 @@ import (
 func main() {
 	reg := flag.String("registry", "", "registry host:port")
 	pause := flag.String("pause", "", "path of the static pause binary")
-	busybox := flag.String("busybox", "/bin/busybox", "path of a static busybox")
 	flag.Parse()
-	if err := run(*reg, *pause, *busybox); err != nil {
+	if err := run(*reg, *pause); err != nil {
 		fmt.Fprintln(os.Stderr, "pushimages:", err)
 		os.Exit(1)
 	}
 }
 
 type file struct {
-	name, link string
-	mode       int64
-	data       []byte
-	dir        bool
+	name string
+	mode int64
+	data []byte
 }
 
 func layer(files []file) (v1.Layer, error) {
@@ -49,15 +44,7 @@ func layer(files []file) (v1.Layer, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, f := range files {
-		h := &tar.Header{Name: f.name, Mode: f.mode, Format: tar.FormatPAX}
-		switch {
-		case f.dir:
-			h.Typeflag = tar.TypeDir
-		case f.link != "":
-			h.Typeflag, h.Linkname = tar.TypeSymlink, f.link
-		default:
-			h.Typeflag, h.Size = tar.TypeReg, int64(len(f.data))
-		}
+		h := &tar.Header{Name: f.name, Mode: f.mode, Format: tar.FormatPAX, Typeflag: tar.TypeReg, Size: int64(len(f.data))}
 		if err := tw.WriteHeader(h); err != nil {
 			return nil, err
 		}
@@ -100,9 +87,9 @@ func push(ref string, l v1.Layer, cfg v1.Config) (string, error) {
 	return r.Context().String() + "@" + d.String(), nil
 }
 
-func run(reg, pausePath, busyboxPath string) error {
+func run(reg, pausePath string) error {
 	if reg == "" || pausePath == "" {
-		return fmt.Errorf("usage: pushimages -registry HOST:PORT -pause PATH [-busybox PATH]")
+		return fmt.Errorf("usage: pushimages -registry HOST:PORT -pause PATH")
 	}
 	pause, err := os.ReadFile(pausePath)
 	if err != nil {
@@ -117,35 +104,5 @@ func run(reg, pausePath, busyboxPath string) error {
 		return err
 	}
 	fmt.Println("PAUSE=" + pref)
-
-	bb, err := os.ReadFile(busyboxPath)
-	if err != nil {
-		return fmt.Errorf("%w (install Debian's busybox-static)", err)
-	}
-	out, err := exec.Command(busyboxPath, "--list").Output()
-	if err != nil {
-		return fmt.Errorf("%s --list: %w", busyboxPath, err)
-	}
-	files := []file{
-		{name: "bin", dir: true, mode: 0o755}, {name: "tmp", dir: true, mode: 0o1777}, {name: "etc", dir: true, mode: 0o755},
-		{name: "root", dir: true, mode: 0o700}, {name: "bin/busybox", mode: 0o755, data: bb},
-		{name: "etc/passwd", mode: 0o644, data: []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")},
-		{name: "etc/group", mode: 0o644, data: []byte("root:x:0:\nnogroup:x:65534:\n")},
-	}
-	for _, a := range strings.Fields(string(out)) {
-		if a != "busybox" && !strings.Contains(a, "/") {
-			files = append(files, file{name: "bin/" + a, link: "busybox", mode: 0o777})
-		}
-	}
-	bl, err := layer(files)
-	if err != nil {
-		return err
-	}
-	bref, err := push(reg+"/fairing-test/busybox:1", bl, v1.Config{
-		Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, Cmd: []string{"/bin/sh"}})
-	if err != nil {
-		return err
-	}
-	fmt.Println("BUSYBOX=" + bref)
 	return nil
 }
