@@ -62,34 +62,44 @@ func cond(typ, reason, msg string) map[string]any {
 		"lastTransitionTime": time.Now().UTC().Format(time.RFC3339)}
 }
 
-// playTrainingOperator does what the Training Operator does for one replica: it runs a real pod
-// from the replica's template, with the operator's labels, and sets the job's conditions from the
-// pod's result. It returns the pod's exit code.
+// playTrainingOperator does what the Training Operator does: it runs a real pod (index 0) for
+// every replica type from its template, with the operator's labels, and sets the job's conditions
+// from the result of the given replica's pod. It returns that pod's exit code.
 func playTrainingOperator(t *testing.T, gvr schema.GroupVersionResource, ns, name, specsField, replica string) int32 {
 	t.Helper()
 	u := waitObject(t, gvr, ns, name)
-	tm, found, err := unstructured.NestedMap(u.Object, "spec", specsField, replica, "template")
-	if err != nil || !found {
-		t.Fatalf("%s has no %s.%s.template: %v", name, specsField, replica, err)
+	specs, _, _ := unstructured.NestedMap(u.Object, "spec", specsField)
+	if _, ok := specs[replica]; !ok {
+		t.Fatalf("%s has no %s.%s", name, specsField, replica)
 	}
-	var tmpl corev1.PodTemplateSpec
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(tm, &tmpl); err != nil {
-		t.Fatal(err)
+	ctx := context.Background()
+	var pod *corev1.Pod
+	for typ := range specs {
+		tm, _, err := unstructured.NestedMap(specs, typ, "template")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tmpl corev1.PodTemplateSpec
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(tm, &tmpl); err != nil {
+			t.Fatal(err)
+		}
+		p := &corev1.Pod{ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec}
+		p.Name = fmt.Sprintf("%s-%s-0", name, strings.ToLower(typ))
+		if p.Labels == nil {
+			p.Labels = map[string]string{}
+		}
+		p.Labels["training.kubeflow.org/job-name"] = name
+		p.Labels["training.kubeflow.org/replica-type"] = strings.ToLower(typ)
+		p.Labels["training.kubeflow.org/replica-index"] = "0"
+		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: u.GetAPIVersion(), Kind: u.GetKind(), Name: name, UID: u.GetUID()}}
+		if _, err := cs.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("create %s: %v", p.Name, err)
+		}
+		if typ == replica {
+			pod = p
+		}
 	}
 	rt := strings.ToLower(replica)
-	pod := &corev1.Pod{ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec}
-	pod.Name = fmt.Sprintf("%s-%s-0", name, rt)
-	if pod.Labels == nil {
-		pod.Labels = map[string]string{}
-	}
-	pod.Labels["training.kubeflow.org/job-name"] = name
-	pod.Labels["training.kubeflow.org/replica-type"] = rt
-	pod.Labels["training.kubeflow.org/replica-index"] = "0"
-	pod.OwnerReferences = []metav1.OwnerReference{{APIVersion: u.GetAPIVersion(), Kind: u.GetKind(), Name: name, UID: u.GetUID()}}
-	ctx := context.Background()
-	if _, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("create %s: %v", pod.Name, err)
-	}
 	setStatus(t, gvr, ns, name, map[string]any{"conditions": []any{cond("Created", "JobCreated", "created"), cond("Running", "JobRunning", "running")}})
 	var code int32
 	eventually(t, 90*time.Second, "pod "+pod.Name+" to end", func() bool {
@@ -162,6 +172,10 @@ func TestTrainingJobs(t *testing.T) {
 			firstLine := strings.SplitN(strings.TrimPrefix(tc.script, "echo "), ";", 2)[0]
 			if !strings.Contains(r.stderr, "["+podName+"] "+firstLine+"\n") {
 				t.Errorf("the %s's log line %q is missing (logs go to stderr with -o json)\n%s", tc.replica, firstLine, r)
+			}
+			// only the main replica's logs are streamed: the other replicas' pods ran the same script
+			if n := strings.Count(r.stderr, "] "+firstLine+"\n"); n != 1 {
+				t.Errorf("the line %q was streamed %d times, want once (from %s only)\n%s", firstLine, n, podName, r)
 			}
 			// the default cleanup of training jobs is never: the job stays with its status
 			if _, err := dyn.Resource(tc.gvr).Namespace(ns).Get(context.Background(), name, metav1.GetOptions{}); err != nil {

@@ -431,7 +431,7 @@ func Follow(ctx context.Context, c *kube.Clients, d workload.Driver, created run
 		}
 		if res.Phase == workload.Ready && res.URL == "" {
 			if r, ok := d.(workload.URLResolver); ok {
-				uctx := context.WithoutCancel(ctx)
+				uctx := ctx
 				var ucancel context.CancelFunc = func() {}
 				if o.Timeout > 0 {
 					uctx, ucancel = context.WithTimeout(uctx, max(o.Timeout-time.Since(start), time.Second))
