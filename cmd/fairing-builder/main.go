@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -28,7 +29,16 @@ func main() {
 		DisableSliceFlagSeparator: true,
 		Commands:                  []*cli.Command{buildCommand(), pushContextCommand(), demoCommand(), versionCommand()},
 	}
-	if err := app.RunContext(ctx, os.Args); err != nil {
+	if f := os.Getenv("FAIRING_CPUPROFILE"); f != "" {
+		// For performance work: a CPU profile of the whole run, for go tool pprof.
+		if out, err := os.Create(f); err == nil {
+			pprof.StartCPUProfile(out)
+			defer pprof.StopCPUProfile()
+		}
+	}
+	err := app.RunContext(ctx, os.Args)
+	pprof.StopCPUProfile()
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "fairing-builder: %v\n", err)
 		if errors.Is(err, context.Canceled) || ctx.Err() != nil {
 			os.Exit(130)

@@ -106,16 +106,30 @@ func (b *Builder) key(entries []Entry) (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\ncompression=%s level=%d uid=%d gid=%d epoch=%d\n", formatVersion,
 		b.opts.Compression, b.opts.Level, b.opts.Tar.UID, b.opts.Tar.GID, b.opts.Tar.clamp(time.Time{}).Unix())
+	line := make([]byte, 0, 256)
 	for i := range entries {
 		e := &entries[i]
 		if e.Type == TypeFile && !e.hashed {
 			return "", fmt.Errorf("/%s was not hashed", e.Path)
 		}
-		var d string
+		// path NUL type NUL mode NUL size NUL link NUL content digest NUL mtime NL
+		line = append(line[:0], e.Path...)
+		line = append(line, 0)
+		line = strconv.AppendInt(line, int64(e.Type), 10)
+		line = append(line, 0)
+		line = strconv.AppendInt(line, tarMode(e.Mode), 8)
+		line = append(line, 0)
+		line = strconv.AppendInt(line, e.Size, 10)
+		line = append(line, 0)
+		line = append(line, e.Linkname...)
+		line = append(line, 0)
 		if e.Type == TypeFile {
-			d = digestHex(e.digest)
+			line = hex.AppendEncode(line, e.digest[:])
 		}
-		fmt.Fprintf(h, "%s\x00%d\x00%o\x00%d\x00%s\x00%s\x00%d\n", e.Path, e.Type, tarMode(e.Mode), e.Size, e.Linkname, d, b.opts.Tar.clamp(e.ModTime).Unix())
+		line = append(line, 0)
+		line = strconv.AppendInt(line, b.opts.Tar.clamp(e.ModTime).Unix(), 10)
+		line = append(line, '\n')
+		h.Write(line)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
