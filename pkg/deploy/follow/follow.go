@@ -152,6 +152,17 @@ func Inspect(p *corev1.Pod) []Problem {
 	return out
 }
 
+// FatalEvent says whether a warning event means pods cannot be created or started until the user
+// changes something: a missing service account, secret, configMap or claim, a forbidden or invalid
+// pod. Transient ones ("failed to sync configmap cache", timeouts) are only reported.
+func FatalEvent(e *corev1.Event) bool {
+	if e.Reason != "FailedCreate" && e.Reason != "FailedMount" {
+		return false
+	}
+	m := strings.ToLower(e.Message)
+	return strings.Contains(m, "not found") || strings.Contains(m, "forbidden") || strings.Contains(m, "invalid")
+}
+
 func memLimit(p *corev1.Pod, container string) string {
 	for _, c := range p.Spec.Containers {
 		if c.Name == container {
@@ -357,8 +368,7 @@ func Follow(ctx context.Context, c *kube.Clients, d workload.Driver, created run
 		reported[key] = true
 		what := strings.ToLower(io.Kind) + " " + io.Name
 		say("%s/%s: %s: %s: %s", d.Kind(), name, what, e.Reason, oneLine(e.Message))
-		// pods that cannot be created or mounted do not heal by themselves
-		if (e.Reason == "FailedCreate" || e.Reason == "FailedMount") && o.FailFast && fatal == nil {
+		if FatalEvent(e) && o.FailFast && fatal == nil {
 			fatal = &Problem{Pod: io.Name, Reason: e.Reason, Message: e.Message, Fatal: true}
 			if io.Kind != "Pod" {
 				fatal.Pod = ""

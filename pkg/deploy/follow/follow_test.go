@@ -114,3 +114,19 @@ func TestDone(t *testing.T) {
 		}
 	}
 }
+
+func TestFatalEvent(t *testing.T) {
+	for _, tc := range []struct {
+		reason, msg string
+		want        bool
+	}{
+		{"FailedCreate", `Error creating: pods "x-" is forbidden: error looking up service account ns/typo: serviceaccount "typo" not found`, true},
+		{"FailedMount", `MountVolume.SetUp failed for volume "v" : configmap "typo" not found`, true},
+		{"FailedMount", `MountVolume.SetUp failed for volume "kube-api-access-x" : failed to sync configmap cache: timed out waiting for the condition`, false},
+		{"BackOff", `Back-off restarting failed container`, false},
+	} {
+		if got := FatalEvent(&corev1.Event{Reason: tc.reason, Message: tc.msg}); got != tc.want {
+			t.Errorf("%s %q: %v", tc.reason, tc.msg, got)
+		}
+	}
+}
