@@ -79,6 +79,24 @@ type Problem struct {
 	ExitCode  int    `json:"exitCode,omitempty"`
 	// Fatal problems do not heal by themselves (with FailFast they end following).
 	Fatal bool `json:"-"`
+	// Lingering problems may be transient (a registry timeout): with FailFast they end following
+	// only when they last (LingerFatal).
+	Lingering bool `json:"-"`
+}
+
+// LingerFatal is how long a possibly transient problem may last before FailFast gives up.
+const LingerFatal = 60 * time.Second
+
+// permanent says whether an image pull or container creation message names a cause that only
+// the user can fix.
+func permanent(msg string) bool {
+	m := strings.ToLower(msg)
+	for _, s := range []string{"not found", "manifest unknown", "unauthorized", "denied", "forbidden", "invalid", "no such host", "couldn't find key"} {
+		if strings.Contains(m, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *Problem) String() string {
@@ -121,6 +139,12 @@ func Inspect(p *corev1.Pod) []Problem {
 	for _, s := range statuses {
 		if w := s.State.Waiting; w != nil && fatalWaiting[w.Reason] {
 			pr := Problem{Pod: p.Name, Container: s.Name, Reason: w.Reason, Message: w.Message, Fatal: true}
+			switch w.Reason {
+			case "ErrImagePull", "ImagePullBackOff", "CreateContainerError", "CreateContainerConfigError":
+				if !permanent(w.Message) {
+					pr.Fatal, pr.Lingering = false, true
+				}
+			}
 			if t := s.LastTerminationState.Terminated; t != nil && w.Reason == "CrashLoopBackOff" {
 				pr.ExitCode = int(t.ExitCode)
 				if t.Reason == "OOMKilled" {
@@ -331,6 +355,7 @@ func Follow(ctx context.Context, c *kube.Clients, d workload.Driver, created run
 	}
 	var fatal *Problem
 	var lastProblem *Problem
+	since := map[string]time.Time{} // when a lingering problem was first seen
 	handlePod := func(p *corev1.Pod) {
 		if !seen[p.Name] {
 			seen[p.Name] = true
@@ -346,6 +371,13 @@ func Follow(ctx context.Context, c *kube.Clients, d workload.Driver, created run
 			}
 			if pr.ExitCode != 0 || pr.Reason == "OOMKilled" {
 				lastProblem = &pr
+			}
+			if pr.Lingering {
+				k := pr.Pod + "/" + pr.Container + "/lingering"
+				if _, ok := since[k]; !ok {
+					since[k] = time.Now()
+				}
+				pr.Fatal = time.Since(since[k]) > LingerFatal
 			}
 			if pr.Fatal && o.FailFast && fatal == nil {
 				fatal = &pr

@@ -24,6 +24,9 @@ func TestInspect(t *testing.T) {
 	waiting := func(reason string) corev1.ContainerStatus {
 		return corev1.ContainerStatus{Name: "c", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: "m"}}}
 	}
+	waitingMsg := func(reason, msg string) corev1.ContainerStatus {
+		return corev1.ContainerStatus{Name: "c", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: msg}}}
+	}
 	terminated := func(code int32, reason string, restarts int32) corev1.ContainerStatus {
 		return corev1.ContainerStatus{Name: "c", RestartCount: restarts, State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code, Reason: reason}}}
 	}
@@ -35,9 +38,11 @@ func TestInspect(t *testing.T) {
 		fatal  bool
 		msg    string
 	}{
-		{"pull", podWith(corev1.RestartPolicyNever, waiting("ErrImagePull")), "ErrImagePull", 0, true, "m"},
-		{"backoff", podWith(corev1.RestartPolicyNever, waiting("ImagePullBackOff")), "ImagePullBackOff", 0, true, "m"},
-		{"config", podWith(corev1.RestartPolicyNever, waiting("CreateContainerConfigError")), "CreateContainerConfigError", 0, true, "m"},
+		{"pull-transient", podWith(corev1.RestartPolicyNever, waiting("ErrImagePull")), "ErrImagePull", 0, false, "m"},
+		{"pull-not-found", podWith(corev1.RestartPolicyNever, waitingMsg("ErrImagePull", "x:1: not found")), "ErrImagePull", 0, true, "not found"},
+		{"backoff-denied", podWith(corev1.RestartPolicyNever, waitingMsg("ImagePullBackOff", "pull access denied")), "ImagePullBackOff", 0, true, "denied"},
+		{"config", podWith(corev1.RestartPolicyNever, waitingMsg("CreateContainerConfigError", `couldn't find key token in Secret ns/api`)), "CreateContainerConfigError", 0, true, "couldn't find key"},
+		{"invalid-name", podWith(corev1.RestartPolicyNever, waiting("InvalidImageName")), "InvalidImageName", 0, true, "m"},
 		{"creating", podWith(corev1.RestartPolicyNever, waiting("ContainerCreating")), "", 0, false, ""},
 		{"error", podWith(corev1.RestartPolicyNever, terminated(3, "Error", 0)), "Error", 3, false, ""},
 		{"ok", podWith(corev1.RestartPolicyNever, terminated(0, "Completed", 0)), "", 0, false, ""},
