@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
 
@@ -16,6 +17,11 @@ import (
 )
 
 func main() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// Compression makes garbage fast; without a limit the heap doubles before the GC runs.
+		// A soft limit keeps the builder small on any context size (GOMEMLIMIT overrides it).
+		debug.SetMemoryLimit(120 << 20)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	app := &cli.App{

@@ -183,6 +183,46 @@ func TestRunOCIBase(t *testing.T) {
 	if again.Digest != rep.Digest || len(again.Pushed) != 0 || len(again.Manifests) != 0 {
 		t.Errorf("unchanged rebuild: digest %s (was %s), pushed %v, manifests %v", again.Digest, rep.Digest, again.Pushed, again.Manifests)
 	}
+
+	// A fresh machine: nothing cached, but the registry has the previous image. Its layers are
+	// recognised by key after hashing alone: nothing is written, nothing uploaded.
+	o.CacheDir = t.TempDir()
+	fresh, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fresh.Digest != rep.Digest || len(fresh.Pushed) != 0 {
+		t.Errorf("fresh cache: digest %s (want %s), pushed %v", fresh.Digest, rep.Digest, fresh.Pushed)
+	}
+	for _, l := range fresh.Layers {
+		if l.Origin != "registry" {
+			t.Errorf("fresh cache: layer %s came from %s, want the registry", l.Name, l.Origin)
+		}
+	}
+	if ents, _ := os.ReadDir(filepath.Join(o.CacheDir, "blobs", "sha256")); len(ents) != 0 {
+		t.Errorf("fresh cache: %d blobs written", len(ents))
+	}
+	// An edit on the fresh machine writes only the edited layer.
+	os.WriteFile(filepath.Join(ctxDir, "lib/util.py"), []byte("X = 2\n"), 0o644)
+	o.CacheDir = t.TempDir()
+	edited, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	built := 0
+	for _, l := range edited.Layers {
+		if l.Origin == "built" {
+			built++
+		}
+	}
+	if built != 1 || len(edited.Pushed) != 2 {
+		t.Errorf("edit on a fresh machine built %d layers and pushed %v, want 1 layer (+ config)", built, edited.Pushed)
+	}
+	m2, _ := remote.Image(ref)
+	mm, _ := m2.Manifest()
+	if mm.Layers[2].Annotations["dev.fairing.layer.key"] == "" {
+		t.Errorf("layer key annotation missing: %v", mm.Layers[2].Annotations)
+	}
 }
 
 func TestRunDockerBaseAndZstd(t *testing.T) {

@@ -162,9 +162,18 @@ func chunkSource(es []Entry, maxBytes int64) [][]Entry {
 	if len(es) == 0 {
 		return nil
 	}
-	// 16 to 32 chunks: a one-file edit rebuilds a 16th to a 32nd of the source.
+	// 16 to 32 chunks, so a one-file edit rebuilds a 16th to a 32nd of the source; but no
+	// smaller than about 1 MiB each, where a layer's fixed costs (a blob, a descriptor, a
+	// request) would outweigh what a smaller rebuild saves.
+	var total int64
+	for _, e := range es {
+		total += e.Size
+	}
 	avg := uint64(64)
 	for avg*2 <= uint64(len(es))/16 {
+		avg *= 2
+	}
+	for mean := uint64(total) / uint64(len(es)); mean > 0 && avg*mean < 1<<20 && avg < uint64(len(es)); {
 		avg *= 2
 	}
 	mask := avg - 1
