@@ -163,7 +163,7 @@ func TestRunOCIBase(t *testing.T) {
 	if got := strings.Join(cf.Config.Env, " "); got != "PATH=/app/bin:/usr/bin:/bin LANG=C FAIRING_RUNTIME=1" {
 		t.Errorf("env = %s", got)
 	}
-	if cf.Config.WorkingDir != "/app" || strings.Join(cf.Config.Cmd, " ") != "python /app/train.py" || cf.OS != "linux" || cf.Architecture != "amd64" {
+	if cf.Config.WorkingDir != "/app" || strings.Join(cf.Config.Cmd, " ") != "python3 /app/train.py" || cf.OS != "linux" || cf.Architecture != "amd64" {
 		t.Errorf("config = %+v", cf.Config)
 	}
 	if len(cf.History) != 4 || !strings.Contains(cf.History[2].CreatedBy, "dependencies") || len(cf.RootFS.DiffIDs) != 4 {
