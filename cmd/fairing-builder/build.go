@@ -7,7 +7,6 @@ import (
 	"io"
 	"log"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -227,27 +226,9 @@ func buildOptions(c *cli.Context) (builder.Options, error) {
 
 // localContext makes the sources of a local --context folder, honouring its .dockerignore.
 func localContext(o *builder.Options, c *cli.Context, ctxDir, workdir string) error {
-	fi, err := os.Stat(ctxDir)
-	switch {
-	case os.IsNotExist(err):
-		return fmt.Errorf("context %s does not exist: give the folder to build with --context", ctxDir)
-	case err != nil:
-		return fmt.Errorf("context %s: %w", ctxDir, err)
-	case !fi.IsDir():
-		return fmt.Errorf("context %s is a file, not a folder: give the folder that holds it with --context", ctxDir)
-	}
-	ignoreFile := c.String("dockerignore")
-	if ignoreFile == "" {
-		ignoreFile = filepath.Join(ctxDir, ".dockerignore")
-	} else if _, err := os.Stat(ignoreFile); err != nil {
-		return fmt.Errorf("--dockerignore: %w", err)
-	}
-	ign, err := layer.ReadIgnoreFile(ignoreFile)
-	if err != nil {
-		return err
-	}
-	o.Sources = []layer.Source{{Dest: workdir, Path: ctxDir, Ignore: ign}}
-	return nil
+	src, err := builder.LocalSources(ctxDir, c.String("dockerignore"), workdir)
+	o.Sources = src
+	return err
 }
 
 func printReport(c *cli.Context, rep *builder.Report) error {

@@ -501,7 +501,8 @@ func (p *previous) load() {
 
 // PushContext turns local sources into layers exactly as a build would (same cache, same
 // digests) and pushes them to repo as a context artifact, uploading only the blobs repo lacks.
-// It returns oci://REPO@sha256:..., which `fairing-builder build --context` accepts.
+// It returns oci://REPO@sha256:..., which `fairing-builder build --context` accepts. With
+// o.NoPush nothing is sent: the reference is what a push would give.
 func PushContext(ctx context.Context, o Options, repo string, meta contextimage.Meta) (string, *Report, error) {
 	start := time.Now()
 	if o.CacheDir == "" {
@@ -533,6 +534,12 @@ func PushContext(ctx context.Context, o Options, repo string, meta contextimage.
 		return "", nil, err
 	}
 	ref := r.Context().Digest(d.String())
+	if o.NoPush {
+		// the reference a push would give (dry runs), nothing sent
+		rep := &Report{Digest: d.String(), Reference: ref.String(), Refs: []string{ref.String()}, Entries: ls.entries, FilesHashed: ls.hashed, Layers: ls.reports}
+		rep.Timings = Timings{WalkMs: ls.walk.Milliseconds(), HashMs: ls.hash.Milliseconds(), LayersMs: ls.write.Milliseconds(), TotalMs: time.Since(start).Milliseconds()}
+		return contextimage.Scheme + ref.String(), rep, nil
+	}
 	dest := publish.Destination{Kind: publish.Registry, Raw: ref.String(), Ref: ref}
 	ch, wait := progress.Uploads(o.Progress, "sending context")
 	prep, err := publish.Publish(ctx, &build.Result{Image: img}, []publish.Destination{dest}, publish.Options{Registry: o.Registry, Progress: ch})

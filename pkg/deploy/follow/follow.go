@@ -51,6 +51,9 @@ type Options struct {
 	Timeout time.Duration
 	// Drain is how long to wait for log streams to finish after the workload ended (default 15 s).
 	Drain time.Duration
+	// Prefix, if set, chooses what precedes each log line of a container (default "[pod] ", or
+	// "[pod/container] " for other containers than the workload's).
+	Prefix func(pod, container string) string
 }
 
 // Result of following a workload.
@@ -345,6 +348,9 @@ func Follow(ctx context.Context, c *kube.Clients, d workload.Driver, created run
 			prefix := "[" + p.Name + "] "
 			if s.Name != sel.Container || o.Logs == LogsAll && len(p.Spec.Containers)+len(p.Spec.InitContainers) > 1 {
 				prefix = "[" + p.Name + "/" + s.Name + "] "
+			}
+			if o.Prefix != nil {
+				prefix = o.Prefix(p.Name, s.Name)
 			}
 			wg.Add(1)
 			go func(pod, ctr, prefix string) {
