@@ -38,6 +38,7 @@ func runFlags() []cli.Flag {
 		str("workdir", "working directory of the container"),
 		&cli.BoolFlag{Name: "dry-run", Usage: "print the objects (YAML, or JSON with -o json) instead of creating them; needs no cluster", EnvVars: env("dry-run")},
 		strDef("output", "text", "result format: text, or json (a JSON result on stdout; logs go to stderr)", "o"),
+		&cli.StringFlag{Name: "result-file", Usage: "also write the JSON result to this file (e.g. /dev/termination-log in a pod)", EnvVars: env("result-file"), TakesFile: true},
 		boolean("quiet", "print only logs and the final summary", "q"),
 	)...)
 	fs = append(fs, cat(catPod,
@@ -106,7 +107,7 @@ func runCommand(stdout, stderr io.Writer) *cli.Command {
 		Name:      "run",
 		Usage:     "launch the image as a workload, follow it, exit with its result",
 		ArgsUsage: "[-- COMMAND [ARG...]]",
-		Flags:     runFlags(),
+		Flags:     append(runFlags(), buildFlags()...),
 		Action: func(c *cli.Context) error {
 			return doRun(c, stdout, stderr)
 		},
@@ -274,6 +275,21 @@ func doRun(c *cli.Context, stdout, stderr io.Writer) error {
 	if out != "text" && out != "json" && !(out == "yaml" && c.Bool("dry-run")) {
 		return usageErr("--output %q: want text or json", out)
 	}
+	if c.Bool("build-in-cluster") {
+		return doBuildInCluster(c, stdout, stderr)
+	}
+	// (only flags on the command line: FAIRING_BASE and the like may be meant for fairing-builder)
+	build := map[string]bool{}
+	for _, f := range buildFlags() {
+		for _, n := range f.Names() {
+			build[n] = true
+		}
+	}
+	for _, n := range c.LocalFlagNames() {
+		if build[n] {
+			return usageErr("--%s is an option of the in-cluster build: add --build-in-cluster", n)
+		}
+	}
 	img, err := image(c)
 	if err != nil {
 		return err
@@ -359,10 +375,21 @@ func doRun(c *cli.Context, stdout, stderr io.Writer) error {
 		return &exitError{code: 2, err: err}
 	}
 	fmt.Fprintln(stderr, deploy.Summary(res))
+	rj := resultJSON{Result: res, Image: img}
+	if f := c.String("result-file"); f != "" {
+		b, err := json.Marshal(rj)
+		if err != nil {
+			return err
+		}
+		// written in place: the file may be a pod's termination log
+		if err := os.WriteFile(f, append(b, '\n'), 0o644); err != nil {
+			fmt.Fprintf(stderr, "fairing-submit: --result-file: %v\n", err)
+		}
+	}
 	if out == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(res); err != nil {
+		if err := enc.Encode(rj); err != nil {
 			return err
 		}
 	}
