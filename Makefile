@@ -1,5 +1,5 @@
 # The README's commands. `make test` is what CI runs (.ci/run).
-.PHONY: test test-short demo bench
+.PHONY: test test-short demo bench images
 
 test:
 	bash test/run.sh
@@ -12,3 +12,9 @@ demo:
 
 bench:
 	bash benchmarks/run.sh
+
+# fairing's own images (fairing-base, fairing-builder, fairing-submit; linux/amd64 + linux/arm64), built by
+# fairing-builder itself and pushed: make images REGISTRY=host:port[/prefix] [VERSION=...] [PLATFORMS=...]
+images:
+	@test -n "$(REGISTRY)" || { echo "usage: make images REGISTRY=host:port[/prefix]"; exit 2; }
+	bash images/build.sh "$(REGISTRY)"
