@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -203,7 +204,7 @@ func Run(ctx context.Context, c *kube.Clients, o Options) (*Result, error) {
 		out = io.Discard
 	}
 	fr, err := follow.Follow(ctx, c, d, created, follow.Options{
-		Logs: logs, Out: router{out: out, progress: progress}, Progress: progress, FailFast: o.FailFast,
+		Logs: logs, Out: router{out: out, progress: progress}, Progress: quieter(progress, created.Name), FailFast: o.FailFast,
 		Prefix: func(_, container string) string {
 			if container == BuildContainer {
 				return buildPrefix
@@ -279,6 +280,28 @@ func preflight(ctx context.Context, c *kube.Clients, ns string, s Spec) error {
 }
 
 const buildPrefix = "[build] "
+
+// quieter drops what following the build Job says that the user sees better elsewhere: a step that
+// exited with an error (the build's error is in its log and the summary; the submit step reported
+// the workload's result itself), and the Job's final state (the summary says what it means).
+func quieter(w io.Writer, job string) io.Writer {
+	q := regexp.QuoteMeta(Deployer + "/" + job + ": ")
+	return filter{w: w, drop: regexp.MustCompile(`^` + q + `(pod \S+ container (` + BuildContainer + `|` + SubmitContainer +
+		`): Error \(exit code \d+\)|(Succeeded|Failed)$)`)}
+}
+
+// filter writes the lines (one per Write) that drop does not match.
+type filter struct {
+	w    io.Writer
+	drop *regexp.Regexp
+}
+
+func (f filter) Write(b []byte) (int, error) {
+	if f.drop.Match(bytes.TrimSuffix(b, []byte("\n"))) {
+		return len(b), nil
+	}
+	return f.w.Write(b)
+}
 
 // router sends the pod's log lines where they belong: the build step's lines and the submit
 // step's own messages to progress, the workload's log lines (which the submit step prefixes with
