@@ -73,6 +73,19 @@ func defaultImage(name string) string {
 	return imageRepo + "/" + name + ":" + version
 }
 
+// fromEnv says whether a flag's FAIRING_* variable is set (FAIRING_BASE and the like may be meant
+// for fairing-builder, which shares them).
+func fromEnv(f cli.Flag) bool {
+	if ef, ok := f.(interface{ GetEnvVars() []string }); ok {
+		for _, e := range ef.GetEnvVars() {
+			if _, set := os.LookupEnv(e); set {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // notForwarded are run flags that the user's command handles itself: they are not passed to the
 // submit step in the build pod.
 var notForwarded = map[string]bool{
@@ -181,6 +194,23 @@ func inClusterOptions(c *cli.Context, ns string) (incluster.Options, error) {
 	if e := os.Getenv("SOURCE_DATE_EPOCH"); e != "" {
 		// the same file times and creation time as a local build
 		s.BuildEnv = []corev1.EnvVar{{Name: "SOURCE_DATE_EPOCH", Value: e}}
+	}
+	// the deployer options are checked here, before anything is sent: the submit step would refuse
+	// them only after the build
+	if _, err := podOptions(c, "registry.invalid/placeholder@sha256:"+strings.Repeat("0", 64)); err != nil {
+		return o, err
+	}
+	if k := strings.ToLower(c.String("deployer")); k != "vertex" {
+		v, err := versions(c)
+		if err != nil {
+			return o, err
+		}
+		if _, err := deploy.Driver(k, v); err != nil {
+			return o, usageErr("%v", err)
+		}
+	}
+	if l := follow.LogMode(c.String("logs")); l != follow.LogsMain && l != follow.LogsAll && l != follow.LogsNone {
+		return o, usageErr("--logs %q: want main, all or none", l)
 	}
 	s.SubmitArgs = submitArgs(c)
 	if c.IsSet("registry-secret") && c.Bool("create-registry-secret") {

@@ -278,15 +278,8 @@ func doRun(c *cli.Context, stdout, stderr io.Writer) error {
 	if c.Bool("build-in-cluster") {
 		return doBuildInCluster(c, stdout, stderr)
 	}
-	// (only flags on the command line: FAIRING_BASE and the like may be meant for fairing-builder)
-	build := map[string]bool{}
 	for _, f := range buildFlags() {
-		for _, n := range f.Names() {
-			build[n] = true
-		}
-	}
-	for _, n := range c.LocalFlagNames() {
-		if build[n] {
+		if n := f.Names()[0]; c.IsSet(n) && !fromEnv(f) {
 			return usageErr("--%s is an option of the in-cluster build: add --build-in-cluster", n)
 		}
 	}

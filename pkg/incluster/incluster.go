@@ -440,6 +440,9 @@ func Summary(r *Result) string {
 	switch {
 	case b.State == workload.Succeeded && r.Reason == "SubmitFailed":
 		s = fmt.Sprintf("%s built the image, but the submit step failed: %s", what, r.Message)
+		if strings.Contains(r.Message, "not allowed to") {
+			s += fmt.Sprintf(" (the build pod's rights come from %s)", RBACHint)
+		}
 	case b.State == workload.Succeeded && r.Image != "":
 		s = fmt.Sprintf("%s built %s and submitted it in %.1fs", what, r.Image, b.Seconds)
 	case b.State == workload.Succeeded:
@@ -451,6 +454,9 @@ func Summary(r *Result) string {
 		}
 		if b.Message != "" {
 			s += ": " + strings.Join(strings.Fields(b.Message), " ")
+		}
+		if b.Reason == "BuildFailed" && (strings.Contains(b.Message, "401 Unauthorized") || strings.Contains(b.Message, "403 Forbidden")) {
+			s += " (the build pod has no credentials for that registry: pass --create-registry-secret, or --registry-secret with a docker-registry Secret)"
 		}
 		if b.Reason != "Interrupted" {
 			s += "; nothing was submitted"

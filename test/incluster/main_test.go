@@ -211,6 +211,9 @@ func (e *env) run(t *testing.T, ns string, extraEnv []string, args ...string) re
 		t.Fatalf("run fairing-submit: %v", err)
 	}
 	t.Logf("fairing-submit run --build-in-cluster %s: exit %d in %s", strings.Join(args, " "), r.code, r.took.Round(time.Millisecond))
+	if os.Getenv("FAIRING_TEST_SHOW") == "1" { // what the user saw
+		t.Logf("%s", r)
+	}
 	return r
 }
 
