@@ -1,0 +1,262 @@
+package buildkit
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/gofrs/flock"
+	"github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/client/ociindex"
+	"github.com/moby/buildkit/exporter/containerimage/exptypes"
+	"github.com/moby/buildkit/util/progress/progressui"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
+)
+
+// Build connects to buildkitd (or starts a private one, see ConnectOptions), builds, exports to
+// every destination and disconnects (stopping a private daemon).
+func Build(ctx context.Context, o Options) (*Result, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	conn, err := Connect(ctx, o.ConnectOptions)
+	if err != nil {
+		return nil, err
+	}
+	res, err := conn.Build(ctx, o)
+	if cerr := conn.Close(); cerr != nil && err == nil {
+		return nil, fmt.Errorf("stop daemonless buildkitd: %w", cerr)
+	}
+	return res, err
+}
+
+// Build runs one build on this connection (the connection options in o are ignored).
+func (c *Conn) Build(ctx context.Context, o Options) (*Result, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	secrets := make([]secret, 0, len(o.Secrets))
+	ids := make([]string, 0, len(o.Secrets))
+	for _, s := range o.Secrets {
+		sec, err := parseSecret(s)
+		if err != nil {
+			return nil, err
+		}
+		secrets = append(secrets, sec)
+		ids = append(ids, sec.id)
+	}
+	in, dockerfile, release, err := prepare(&o, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	opt, outs, err := solveOpt(&o, in, secrets)
+	if err != nil {
+		return nil, err
+	}
+	rec := newRecorder()
+	resp, warnings, err := c.solve(ctx, opt, rec, o.Progress, o.ProgressOut)
+	if err != nil {
+		outs.abort()
+		return nil, buildError(err, rec)
+	}
+	res, err := newResult(resp.ExporterResponse, o.Destinations)
+	if err != nil {
+		outs.abort()
+		return nil, err
+	}
+	res.Steps, res.Warnings, res.Dockerfile = rec.steps(), warnings, dockerfile
+	if err := outs.finish(resp.ExporterResponse); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// solve runs the solve with BuildKit's progress display, recording steps for errors and results.
+func (c *Conn) solve(ctx context.Context, opt client.SolveOpt, rec *recorder, mode ProgressMode, w io.Writer) (*client.SolveResponse, []string, error) {
+	dm, err := mode.display()
+	if err != nil {
+		return nil, nil, err
+	}
+	if w == nil {
+		w = os.Stderr
+	}
+	display, err := progressui.NewDisplay(w, dm)
+	if err != nil {
+		return nil, nil, fmt.Errorf("progress display: %w", err)
+	}
+	statusCh := make(chan *client.SolveStatus)
+	displayCh := make(chan *client.SolveStatus)
+	var resp *client.SolveResponse
+	var warnings []string
+	eg, ectx := errgroup.WithContext(ctx)
+	eg.Go(func() error {
+		var err error
+		resp, err = c.Solve(ectx, nil, opt, statusCh) // closes statusCh
+		return err
+	})
+	eg.Go(func() error {
+		defer close(displayCh)
+		for s := range statusCh {
+			rec.add(s)
+			displayCh <- s
+		}
+		return nil
+	})
+	eg.Go(func() error {
+		// not ectx: the display finishes printing the failed step's output after an error
+		ws, err := display.UpdateFrom(context.WithoutCancel(ctx), displayCh)
+		for range displayCh { // keep draining if the display gave up
+		}
+		for _, wn := range ws {
+			warnings = append(warnings, string(wn.Short))
+		}
+		return err
+	})
+	if err := eg.Wait(); err != nil {
+		return nil, nil, err
+	}
+	return resp, warnings, nil
+}
+
+// prepare resolves the Dockerfile and context: the user's as they are, or a generated
+// Dockerfile and a staged context in the state dir (locked for the build's duration).
+func prepare(o *Options, secretIDs []string) (input, []byte, func(), error) {
+	nop := func() {}
+	if o.Spec == nil {
+		ctxDir, err := filepath.Abs(o.ContextDir)
+		if err != nil {
+			return input{}, nil, nop, err
+		}
+		if fi, err := os.Stat(ctxDir); err != nil || !fi.IsDir() {
+			return input{}, nil, nop, fmt.Errorf("build context %s is not a directory", o.ContextDir)
+		}
+		df := o.Dockerfile
+		if df == "" {
+			df = filepath.Join(ctxDir, "Dockerfile")
+		}
+		if df, err = filepath.Abs(df); err != nil {
+			return input{}, nil, nop, err
+		}
+		data, err := os.ReadFile(df)
+		if err != nil {
+			return input{}, nil, nop, fmt.Errorf("read Dockerfile: %w", err)
+		}
+		return input{
+			contextDir:    ctxDir,
+			dockerfileDir: filepath.Dir(df),
+			filename:      filepath.Base(df),
+			sharedKey:     "fairing-" + shortHash(ctxDir),
+		}, data, nop, nil
+	}
+
+	p, err := planSpec(*o.Spec)
+	if err != nil {
+		return input{}, nil, nop, err
+	}
+	data, err := dockerfile(*o.Spec, p, secretIDs)
+	if err != nil {
+		return input{}, nil, nop, err
+	}
+	state := o.StateDir
+	if state == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			base = os.TempDir()
+		}
+		state = filepath.Join(base, "fairing", "buildkit")
+	}
+	key := specKey(*o.Spec)
+	dir := filepath.Join(state, key)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return input{}, nil, nop, fmt.Errorf("state dir: %w", err)
+	}
+	lock := flock.New(dir + ".lock")
+	if err := lock.Lock(); err != nil {
+		return input{}, nil, nop, fmt.Errorf("lock state dir %s: %w", dir, err)
+	}
+	release := func() { lock.Unlock() }
+	if err := stage(p, filepath.Join(dir, "context")); err != nil {
+		release()
+		return input{}, nil, nop, err
+	}
+	dfDir := filepath.Join(dir, "dockerfile")
+	if err := os.MkdirAll(dfDir, 0o755); err != nil {
+		release()
+		return input{}, nil, nop, err
+	}
+	if err := os.WriteFile(filepath.Join(dfDir, "Dockerfile"), data, 0o644); err != nil {
+		release()
+		return input{}, nil, nop, err
+	}
+	return input{
+		contextDir:    filepath.Join(dir, "context"),
+		dockerfileDir: dfDir,
+		filename:      "Dockerfile",
+		sharedKey:     "fairing-" + key,
+	}, data, release, nil
+}
+
+// specKey names a generated build's state: the same sources (by place, not content) map to the
+// same staged context, so BuildKit's copy of it is updated by a diff.
+func specKey(s Spec) string {
+	var parts []string
+	for _, src := range s.Sources {
+		p := src.Path
+		if p != "" {
+			if abs, err := filepath.Abs(p); err == nil {
+				p = abs
+			}
+		}
+		parts = append(parts, src.Dest+"\x00"+p)
+	}
+	sort.Strings(parts)
+	b, _ := json.Marshal(parts)
+	return shortHash(string(b))
+}
+
+func shortHash(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:8])
+}
+
+// finish moves tarballs into place and names the image in the OCI layout.
+func (out *outputs) finish(resp map[string]string) error {
+	for final, tmp := range out.tarTemps {
+		if err := os.Rename(tmp, final); err != nil {
+			return fmt.Errorf("write %s: %w", final, err)
+		}
+	}
+	if out.ociDir == "" {
+		return nil
+	}
+	enc := resp[exptypes.ExporterImageDescriptorKey]
+	if enc == "" {
+		return errors.New("oci layout: buildkitd reported no image descriptor")
+	}
+	dt, err := base64.StdEncoding.DecodeString(enc)
+	if err != nil {
+		return fmt.Errorf("oci layout: image descriptor: %w", err)
+	}
+	var desc ocispecs.Descriptor
+	if err := json.Unmarshal(dt, &desc); err != nil {
+		return fmt.Errorf("oci layout: image descriptor: %w", err)
+	}
+	tags := make([]ociindex.NameOrTag, 0, len(out.ociTags))
+	for _, t := range out.ociTags {
+		tags = append(tags, ociindex.Tag(t))
+	}
+	if err := ociindex.NewStoreIndex(out.ociDir).Put(desc, tags...); err != nil {
+		return fmt.Errorf("oci layout %s: %w", out.ociDir, err)
+	}
+	return nil
+}

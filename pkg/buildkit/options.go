@@ -1,0 +1,234 @@
+package buildkit
+
+import (
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/moby/buildkit/util/progress/progressui"
+)
+
+// Options is one BuildKit build. Exactly one of Spec (generate the Dockerfile) or
+// ContextDir (the user's Dockerfile and context) is set.
+type Options struct {
+	ConnectOptions
+
+	// Spec generates the Dockerfile from the preprocessors' sources.
+	Spec *Spec
+	// ContextDir is the build context of the user's Dockerfile, sent as a local mount; the
+	// Dockerfile frontend applies its .dockerignore (or <Dockerfile>.dockerignore).
+	ContextDir string
+	// Dockerfile is the user's Dockerfile; default ContextDir/Dockerfile.
+	Dockerfile string
+	// Target is the stage to build (multi-stage Dockerfiles).
+	Target string
+	// BuildArgs are passed as build-arg:KEY.
+	BuildArgs map[string]string
+	// Labels are set on the image config.
+	Labels map[string]string
+	// Platforms builds for each platform ("linux/amd64,linux/arm64" style); several make an index.
+	Platforms []string
+	// NoCache ignores BuildKit's cache for this build.
+	NoCache bool
+	// Secrets are "id=ID,src=FILE" or "id=ID,env=VAR" (buildctl's --secret syntax), available to
+	// RUN --mount=type=secret and to the generated install step; never stored in the image.
+	Secrets []string
+
+	// Destinations receive the image; none means build and report the digest without pushing.
+	Destinations []Destination
+	// CacheRepo is a registry reference for BuildKit's cache (imported, and exported with
+	// mode=max), so a build on another machine reuses layers. A reference without a tag gets
+	// the tag "buildcache".
+	CacheRepo string
+	// Compression of the layers the exporter creates.
+	Compression Compression
+	// DockerMediaTypes writes Docker v2 media types instead of OCI ones (every exporter alike, so
+	// registry, oci: and tar: destinations get the same digest).
+	DockerMediaTypes bool
+	// SourceDateEpoch is the build's timestamp: config and history times, and file times in the
+	// new layers clamped to it (BuildKit's rewrite-timestamp). Nil means $SOURCE_DATE_EPOCH when
+	// set, else the Unix epoch: builds are reproducible by default.
+	SourceDateEpoch *time.Time
+
+	// Keychain gives registry credentials to buildkitd (base pulls, pushes, cache); nil means
+	// authn.DefaultKeychain (Docker config and credential helpers).
+	Keychain authn.Keychain
+	// StateDir keeps the generated Dockerfile and staged context between builds (so context
+	// transfer stays incremental); default $XDG_CACHE_HOME/fairing/buildkit.
+	StateDir string
+	// Progress is the display mode; default auto (tty on a terminal, plain otherwise).
+	Progress ProgressMode
+	// ProgressOut receives the progress display; default os.Stderr.
+	ProgressOut io.Writer
+}
+
+// ProgressMode is BuildKit's progress display mode.
+type ProgressMode string
+
+const (
+	ProgressAuto  ProgressMode = "auto"
+	ProgressTTY   ProgressMode = "tty"
+	ProgressPlain ProgressMode = "plain"
+	ProgressQuiet ProgressMode = "quiet"
+	// ProgressJSON prints BuildKit's raw status as JSON lines (machine-readable).
+	ProgressJSON ProgressMode = "rawjson"
+)
+
+func (m ProgressMode) display() (progressui.DisplayMode, error) {
+	switch m {
+	case "", ProgressAuto:
+		return progressui.AutoMode, nil
+	case ProgressTTY:
+		return progressui.TtyMode, nil
+	case ProgressPlain:
+		return progressui.PlainMode, nil
+	case ProgressQuiet:
+		return progressui.QuietMode, nil
+	case ProgressJSON:
+		return progressui.RawJSONMode, nil
+	}
+	return "", fmt.Errorf("progress mode %q: want auto, tty, plain, quiet or rawjson", string(m))
+}
+
+// Compression is how the exporter compresses the layers it creates.
+type Compression struct {
+	// Type is gzip (default), zstd, estargz or uncompressed.
+	Type string
+	// Level is the compression level; 0 means the exporter's default.
+	Level int
+	// Force recompresses existing layers (the base's) too, e.g. to make a whole image eStargz.
+	Force bool
+}
+
+func (c Compression) attrs(ociTypes bool) (map[string]string, error) {
+	a := map[string]string{}
+	t := c.Type
+	switch t {
+	case "", "gzip":
+		t = "gzip"
+	case "zstd", "uncompressed":
+	case "estargz":
+		// a base that is not eStargz would otherwise keep its gzip layers, and lazy pulling
+		// needs every layer in the format
+		c.Force = true
+	default:
+		return nil, fmt.Errorf("compression %q: want gzip, zstd, estargz or uncompressed", c.Type)
+	}
+	if (t == "zstd" || t == "estargz") && !ociTypes {
+		return nil, fmt.Errorf("compression %s needs OCI media types; drop the Docker media types option", t)
+	}
+	a["compression"] = t
+	if c.Level != 0 {
+		a["compression-level"] = strconv.Itoa(c.Level)
+	}
+	if c.Force {
+		a["force-compression"] = "true"
+	}
+	return a, nil
+}
+
+// secret is one parsed --secret.
+type secret struct {
+	id, file, env string
+}
+
+func parseSecret(s string) (secret, error) {
+	r := csv.NewReader(strings.NewReader(s))
+	fields, err := r.Read()
+	if err != nil {
+		return secret{}, fmt.Errorf("secret %q: %w", s, err)
+	}
+	var out secret
+	typ := ""
+	for _, f := range fields {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok {
+			return secret{}, fmt.Errorf("secret %q: %q is not key=value (want id=ID,src=FILE or id=ID,env=VAR)", s, f)
+		}
+		switch strings.ToLower(k) {
+		case "id":
+			out.id = v
+		case "src", "source":
+			out.file = v
+		case "env":
+			out.env = v
+		case "type":
+			if v != "file" && v != "env" {
+				return secret{}, fmt.Errorf("secret %q: type %q: want file or env", s, v)
+			}
+			typ = v
+		default:
+			return secret{}, fmt.Errorf("secret %q: unknown key %q (want id, src or env)", s, k)
+		}
+	}
+	if typ == "env" && out.env == "" {
+		out.env, out.file = out.file, ""
+	}
+	if out.id == "" {
+		switch {
+		case out.env != "":
+			out.id = out.env
+		case out.file != "":
+			return secret{}, fmt.Errorf("secret %q: no id given", s)
+		}
+	}
+	if out.id == "" || (out.file == "" && out.env == "") {
+		return secret{}, fmt.Errorf("secret %q: want id=ID,src=FILE or id=ID,env=VAR", s)
+	}
+	if out.file != "" {
+		if _, err := os.Stat(out.file); err != nil {
+			return secret{}, fmt.Errorf("secret %s: %w", out.id, err)
+		}
+	}
+	if out.env != "" {
+		if _, ok := os.LookupEnv(out.env); !ok {
+			return secret{}, fmt.Errorf("secret %s: environment variable %s is not set", out.id, out.env)
+		}
+	}
+	return out, nil
+}
+
+func (o *Options) validate() error {
+	if (o.Spec == nil) == (o.ContextDir == "") {
+		if o.Spec == nil {
+			return errors.New("nothing to build: give a context directory (with a Dockerfile) or a generated-Dockerfile spec")
+		}
+		return errors.New("give either a generated-Dockerfile spec or a context directory, not both")
+	}
+	if o.Spec != nil && (o.Dockerfile != "" || o.Target != "") {
+		return errors.New("a Dockerfile path and a target apply to the user's Dockerfile, not to a generated one")
+	}
+	if _, err := o.Progress.display(); err != nil {
+		return err
+	}
+	seenOCI := ""
+	for _, d := range o.Destinations {
+		if d.Kind == OCILayout {
+			if seenOCI != "" && seenOCI != d.Path {
+				return fmt.Errorf("destinations: one oci: directory per BuildKit build (got %s and %s)", seenOCI, d.Path)
+			}
+			seenOCI = d.Path
+		}
+	}
+	return nil
+}
+
+func (o *Options) epoch() (time.Time, error) {
+	if o.SourceDateEpoch != nil {
+		return o.SourceDateEpoch.UTC(), nil
+	}
+	if v := os.Getenv("SOURCE_DATE_EPOCH"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH=%q: want seconds since the Unix epoch", v)
+		}
+		return time.Unix(n, 0).UTC(), nil
+	}
+	return time.Unix(0, 0).UTC(), nil
+}

@@ -1,0 +1,241 @@
+package buildkit
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	contentlocal "github.com/containerd/containerd/v2/plugins/content/local"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/session"
+	"github.com/moby/buildkit/session/secrets/secretsprovider"
+	"github.com/tonistiigi/fsutil"
+)
+
+// input is the prepared Dockerfile and context of one build.
+type input struct {
+	contextDir    string // sent as the "context" local mount
+	dockerfileDir string // sent as the "dockerfile" local mount
+	filename      string // the Dockerfile's name inside dockerfileDir
+	sharedKey     string // names BuildKit's copy of the context, so the next transfer is a diff
+}
+
+// outputs finishes the file-based exports once the solve succeeded (or cleans them up).
+type outputs struct {
+	tarTemps map[string]string // final path → temp file being written
+	ociDir   string
+	ociTags  []string
+}
+
+func (out *outputs) abort() {
+	for _, tmp := range out.tarTemps {
+		os.Remove(tmp)
+	}
+}
+
+// solveOpt maps Options onto BuildKit's SolveOpt: frontend attributes, local mounts, exports,
+// cache and session attachables (credentials, secrets).
+func solveOpt(o *Options, in input, secrets []secret) (client.SolveOpt, *outputs, error) {
+	epoch, err := o.epoch()
+	if err != nil {
+		return client.SolveOpt{}, nil, err
+	}
+	attrs := map[string]string{
+		"filename":                    in.filename,
+		"build-arg:SOURCE_DATE_EPOCH": strconv.FormatInt(epoch.Unix(), 10),
+	}
+	if o.Target != "" {
+		attrs["target"] = o.Target
+	}
+	for k, v := range o.BuildArgs {
+		if k == "" || strings.ContainsAny(k, "= ") {
+			return client.SolveOpt{}, nil, fmt.Errorf("build arg %q: not a valid name", k)
+		}
+		attrs["build-arg:"+k] = v
+	}
+	for k, v := range o.Labels {
+		attrs["label:"+k] = v
+	}
+	if len(o.Platforms) > 0 {
+		attrs["platform"] = strings.Join(o.Platforms, ",")
+	}
+	if o.NoCache {
+		attrs["no-cache"] = ""
+	}
+
+	ctxFS, err := fsutil.NewFS(in.contextDir)
+	if err != nil {
+		return client.SolveOpt{}, nil, fmt.Errorf("context %s: %w", in.contextDir, err)
+	}
+	dfFS, err := fsutil.NewFS(in.dockerfileDir)
+	if err != nil {
+		return client.SolveOpt{}, nil, fmt.Errorf("dockerfile dir %s: %w", in.dockerfileDir, err)
+	}
+
+	exports, out, err := exportEntries(o, epoch.Unix())
+	if err != nil {
+		return client.SolveOpt{}, nil, err
+	}
+
+	kc := o.Keychain
+	if kc == nil {
+		kc = authn.DefaultKeychain
+	}
+	attachables := []session.Attachable{AuthProvider(kc)}
+	if len(secrets) > 0 {
+		srcs := make([]secretsprovider.Source, 0, len(secrets))
+		for _, s := range secrets {
+			srcs = append(srcs, secretsprovider.Source{ID: s.id, FilePath: s.file, Env: s.env})
+		}
+		store, err := secretsprovider.NewStore(srcs)
+		if err != nil {
+			return client.SolveOpt{}, nil, fmt.Errorf("secrets: %w", err)
+		}
+		attachables = append(attachables, secretsprovider.NewSecretProvider(store))
+	}
+
+	opt := client.SolveOpt{
+		Frontend:      "dockerfile.v0",
+		FrontendAttrs: attrs,
+		LocalMounts:   map[string]fsutil.FS{"context": ctxFS, "dockerfile": dfFS},
+		SharedKey:     in.sharedKey,
+		Exports:       exports,
+		Session:       attachables,
+	}
+	if o.CacheRepo != "" {
+		ref, err := cacheRef(o.CacheRepo)
+		if err != nil {
+			return client.SolveOpt{}, nil, err
+		}
+		opt.CacheImports = []client.CacheOptionsEntry{{Type: "registry", Attrs: map[string]string{"ref": ref}}}
+		opt.CacheExports = []client.CacheOptionsEntry{{Type: "registry", Attrs: map[string]string{
+			"ref":            ref,
+			"mode":           "max",
+			"image-manifest": "true",
+			"oci-mediatypes": "true",
+		}}}
+	}
+	return opt, out, nil
+}
+
+// cacheRef turns --cache-repo into a registry cache reference (a tag is required by BuildKit).
+func cacheRef(s string) (string, error) {
+	ref, err := name.ParseReference(s)
+	if err != nil {
+		return "", fmt.Errorf("cache repo %q: %w", s, err)
+	}
+	if _, ok := ref.(name.Digest); ok {
+		return "", fmt.Errorf("cache repo %q: give a repository or a tag, not a digest", s)
+	}
+	if !strings.Contains(strings.TrimPrefix(s, ref.Context().RegistryStr()), ":") {
+		return ref.Context().Tag("buildcache").String(), nil
+	}
+	return ref.String(), nil
+}
+
+// exportEntries makes one exporter per kind of destination, all with the same media types and
+// compression so every destination receives the same digest.
+func exportEntries(o *Options, epoch int64) ([]client.ExportEntry, *outputs, error) {
+	ociTypes := !o.DockerMediaTypes
+	common, err := o.Compression.attrs(ociTypes)
+	if err != nil {
+		return nil, nil, err
+	}
+	common["oci-mediatypes"] = strconv.FormatBool(ociTypes)
+	// clamp file times in the layers this build creates to the epoch: the context's mtimes
+	// differ from checkout to checkout, and reproducible means same inputs, same digest
+	common["rewrite-timestamp"] = "true"
+	common["source-date-epoch"] = strconv.FormatInt(epoch, 10)
+	with := func(extra map[string]string) map[string]string {
+		m := make(map[string]string, len(common)+len(extra))
+		for k, v := range common {
+			m[k] = v
+		}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+
+	var names []string
+	out := &outputs{tarTemps: map[string]string{}}
+	var exports []client.ExportEntry
+	for _, d := range o.Destinations {
+		switch d.Kind {
+		case Registry:
+			names = append(names, d.Ref.Name())
+		case OCILayout:
+			out.ociDir = d.Path
+			out.ociTags = append(out.ociTags, d.Tag)
+		}
+	}
+	sort.Strings(names)
+	if len(names) > 0 || (out.ociDir == "" && !hasKind(o.Destinations, Tarball)) {
+		// with no destination at all the image exporter still reports the digest, unpushed
+		attrs := with(nil)
+		if len(names) > 0 {
+			attrs["name"] = strings.Join(dedupe(names), ",")
+			attrs["push"] = "true"
+		}
+		exports = append(exports, client.ExportEntry{Type: client.ExporterImage, Attrs: attrs})
+	}
+	if out.ociDir != "" {
+		if err := os.MkdirAll(out.ociDir, 0o755); err != nil {
+			return nil, nil, fmt.Errorf("oci layout %s: %w", out.ociDir, err)
+		}
+		store, err := contentlocal.NewStore(out.ociDir)
+		if err != nil {
+			return nil, nil, fmt.Errorf("oci layout %s: %w", out.ociDir, err)
+		}
+		// tar=false: write into the content store (the layout) instead of sending a tarball
+		exports = append(exports, client.ExportEntry{Type: client.ExporterOCI, Attrs: with(map[string]string{"tar": "false"}), OutputStore: store})
+	}
+	for _, d := range o.Destinations {
+		if d.Kind != Tarball {
+			continue
+		}
+		final := d.Path
+		if _, dup := out.tarTemps[final]; dup {
+			continue
+		}
+		tmp := filepath.Join(filepath.Dir(final), "."+filepath.Base(final)+".partial")
+		out.tarTemps[final] = tmp
+		extra := map[string]string{}
+		if len(names) > 0 {
+			extra["name"] = strings.Join(dedupe(names), ",") // docker load tags the image with these
+		}
+		exports = append(exports, client.ExportEntry{
+			Type:  client.ExporterDocker,
+			Attrs: with(extra),
+			Output: func(map[string]string) (io.WriteCloser, error) {
+				return os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+			},
+		})
+	}
+	return exports, out, nil
+}
+
+func hasKind(ds []Destination, k DestinationKind) bool {
+	for _, d := range ds {
+		if d.Kind == k {
+			return true
+		}
+	}
+	return false
+}
+
+func dedupe(ss []string) []string {
+	out := ss[:0:0]
+	for i, s := range ss {
+		if i == 0 || s != ss[i-1] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
