@@ -138,7 +138,8 @@ func planSpec(s Spec) (*plan, error) {
 		}
 	}
 	if s.Requirements == nil {
-		if r := path.Join(wd, "requirements.txt"); byDest[r].mode.IsRegular() {
+		r := path.Join(wd, "requirements.txt")
+		if e, ok := byDest[r]; ok && e.mode.IsRegular() {
 			if !deps[r] {
 				return nil, fmt.Errorf("%s is a requirements file but its source is not ClassDeps", r)
 			}

@@ -1,0 +1,228 @@
+package buildkit
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/moby/patternmatcher"
+
+	"github.com/fairing-dev/fairing/pkg/layer"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden Dockerfiles in testdata/")
+
+// project makes a small Python project: code, a requirements file, a local package it names.
+func project(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	files := map[string]string{
+		"train.py":                     "import mylib\nprint(mylib.hello())\n",
+		"util/helpers.py":              "X = 1\n",
+		"requirements.txt":             "--no-index\n./pkgs/mylib\n",
+		"pkgs/mylib/pyproject.toml":    "[project]\nname = \"mylib\"\n",
+		"pkgs/mylib/mylib/__init__.py": "def hello(): return 'hi'\n",
+		".git/HEAD":                    "ref: refs/heads/main\n",
+	}
+	for p, c := range files {
+		full := filepath.Join(dir, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestGenerateDockerfileGolden(t *testing.T) {
+	dir := project(t)
+	ignoreGit, err := patternmatcher.New([]string{".git", "pkgs", "requirements.txt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		spec    Spec
+		secrets []string
+	}{
+		{
+			name: "code-only",
+			spec: Spec{
+				Base:    "127.0.0.1:5000/base/python:3.11",
+				Sources: []layer.Source{{Dest: "/app/train.py", Path: filepath.Join(dir, "train.py")}},
+				Cmd:     []string{"python3", "/app/train.py"},
+			},
+		},
+		{
+			// the original's layout: /app/requirements.txt is found and installed first
+			name: "requirements",
+			spec: Spec{
+				Base: "registry.example.com/team/python:3.11",
+				Env:  map[string]string{"MODE": "train", "QUOTED": `a "b" $HOME\x`},
+				Sources: []layer.Source{
+					{Dest: "/app/requirements.txt", Path: filepath.Join(dir, "requirements.txt")},
+					{Dest: "/app/pkgs", Path: filepath.Join(dir, "pkgs"), Class: layer.ClassDeps},
+					{Dest: "/app", Path: dir, Ignore: ignoreGit},
+					{Dest: "/app/fairing_main.py", Data: []byte("import train\n"), Class: layer.ClassTop},
+				},
+				Entrypoint: []string{"python3"},
+				Cmd:        []string{"/app/fairing_main.py", "--data", "a b&c"},
+			},
+			secrets: []string{"pip.conf", "token"},
+		},
+		{
+			name: "explicit-requirements-workdir",
+			spec: Spec{
+				Base:         "python:3.11",
+				WorkDir:      "/srv/job/",
+				Requirements: []string{"reqs/base.txt", "/srv/job/requirements-dev.txt"},
+				Sources: []layer.Source{
+					{Dest: "/srv/job/reqs/base.txt", Data: []byte("numpy\n"), Class: layer.ClassDeps},
+					{Dest: "/srv/job/requirements-dev.txt", Data: []byte("pytest\n")},
+					{Dest: "/srv/job/model.bin", Data: []byte("weights"), Class: layer.ClassLarge},
+					{Dest: "/srv/job/main.py", Data: []byte("print(1)\n")},
+				},
+				SecretEnv: map[string]string{"index": "PIP_INDEX_URL_FILE"},
+			},
+			secrets: []string{"index"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := GenerateDockerfile(tc.spec, tc.secrets...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden := filepath.Join("testdata", tc.name+".Dockerfile")
+			if *update {
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test -update to create it)", err)
+			}
+			if string(got) != string(want) {
+				t.Errorf("generated Dockerfile differs from %s:\n--- got\n%s--- want\n%s", golden, got, want)
+			}
+		})
+	}
+}
+
+func TestGenerateDockerfileErrors(t *testing.T) {
+	dir := project(t)
+	outside := t.TempDir()
+	if err := os.Symlink(filepath.Join(outside), filepath.Join(dir, "escape")); err != nil {
+		t.Fatal(err)
+	}
+	code := layer.Source{Dest: "/app/train.py", Path: filepath.Join(dir, "train.py")}
+	for _, tc := range []struct {
+		name string
+		spec Spec
+		want string
+	}{
+		{"no base", Spec{Sources: []layer.Source{code}}, "no base image"},
+		{"bad env", Spec{Base: "b", Env: map[string]string{"A-B": "1"}}, `"A-B" is not valid`},
+		{"env line break", Spec{Base: "b", Env: map[string]string{"A": "1\nRUN x"}}, "line break"},
+		{"relative workdir", Spec{Base: "b", WorkDir: "app"}, "absolute"},
+		{"relative dest", Spec{Base: "b", Sources: []layer.Source{{Dest: "app/x", Data: []byte("x")}}}, "absolute image path"},
+		{"missing path", Spec{Base: "b", Sources: []layer.Source{{Dest: "/app/x", Path: filepath.Join(dir, "nope")}}}, "no such file"},
+		{"requirements not deps", Spec{Base: "b", Sources: []layer.Source{{Dest: "/app/requirements.txt", Data: []byte("x"), Class: layer.ClassSource}}}, "not ClassDeps"},
+		{"requirements not provided", Spec{Base: "b", Requirements: []string{"req.txt"}, Sources: []layer.Source{code}}, "/app/req.txt is not provided"},
+		{"symlink escapes", Spec{Base: "b", Sources: []layer.Source{{Dest: "/app", Path: dir}}}, "points outside"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := GenerateDockerfile(tc.spec)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := GenerateDockerfile(Spec{Base: "b", Requirements: []string{}, Sources: []layer.Source{{Dest: "/app/requirements.txt", Data: []byte("x"), Class: layer.ClassDeps}}}, "bad id!"); err != nil {
+		t.Fatalf("no install step, so the secret id is not used: %v", err)
+	}
+	if _, err := GenerateDockerfile(Spec{Base: "b", Sources: []layer.Source{{Dest: "/app/requirements.txt", Data: []byte("x")}}}, "bad id!"); err == nil {
+		t.Fatal("a secret id with spaces was accepted into the install step")
+	}
+}
+
+func TestRequirements(t *testing.T) {
+	dir := project(t)
+	for _, tc := range []struct {
+		name string
+		spec Spec
+		want string
+	}{
+		{"none", Spec{Base: "b", Sources: []layer.Source{{Dest: "/app/train.py", Path: filepath.Join(dir, "train.py")}}}, ""},
+		{"whole dir", Spec{Base: "b", Sources: []layer.Source{{Dest: "/app", Path: dir, Ignore: mustPM(t, "pkgs")}}}, "/app/requirements.txt"},
+		{"nested only", Spec{Base: "b", Sources: []layer.Source{{Dest: "/app/sub", Path: dir, Ignore: mustPM(t, "pkgs")}}}, ""},
+		{"disabled", Spec{Base: "b", Requirements: []string{}, Sources: []layer.Source{{Dest: "/app", Path: dir, Ignore: mustPM(t, "pkgs")}}}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Requirements(tc.spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(got, ",") != tc.want {
+				t.Errorf("Requirements = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func mustPM(t *testing.T, patterns ...string) *patternmatcher.PatternMatcher {
+	t.Helper()
+	pm, err := patternmatcher.New(patterns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pm
+}
+
+func TestPlanGroups(t *testing.T) {
+	dir := project(t)
+	big := filepath.Join(t.TempDir(), "weights.bin")
+	f, err := os.Create(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(LargeFileSize); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	p, err := planSpec(Spec{Base: "b", Sources: []layer.Source{
+		{Dest: "/app", Path: dir, Ignore: mustPM(t, ".git", "pkgs/mylib/pyproject.toml")},
+		{Dest: "/app/model/weights.bin", Path: big},
+		{Dest: "/app/util/helpers.py", Data: []byte("X = 2\n")}, // replaces the file from the directory
+		{Dest: "/app/run.sh", Data: []byte("#!/bin/sh\n"), Mode: 0o755, Class: layer.ClassTop},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for dest, want := range map[string]string{
+		"/app/requirements.txt":             "deps",
+		"/app/model/weights.bin":            "large",
+		"/app/train.py":                     "code",
+		"/app/pkgs/mylib/mylib/__init__.py": "code",
+		"/app/util/helpers.py":              "code",
+		"/app/run.sh":                       "top",
+	} {
+		if got, ok := p.groupOf(dest); !ok || got != want {
+			t.Errorf("%s: group %q (present %v), want %q", dest, got, ok, want)
+		}
+	}
+	for _, gone := range []string{"/app/.git/HEAD", "/app/.git", "/app/pkgs/mylib/pyproject.toml"} {
+		if _, ok := p.groupOf(gone); ok {
+			t.Errorf("%s is ignored but planned", gone)
+		}
+	}
+	for _, e := range p.entries {
+		if e.dest == "/app/util/helpers.py" && string(e.data) != "X = 2\n" {
+			t.Errorf("a later source did not replace an earlier one at the same path")
+		}
+	}
+}
