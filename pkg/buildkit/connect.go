@@ -58,8 +58,8 @@ type Conn struct {
 	daemon *Daemon
 }
 
-// Daemonless reports whether this connection started its own buildkitd.
-func (c *Conn) Daemonless() bool { return c.daemon != nil }
+// Daemon is the buildkitd this connection started (daemonless mode), or nil.
+func (c *Conn) Daemon() *Daemon { return c.daemon }
 
 // Close closes the client and stops the daemon it started, if any.
 func (c *Conn) Close() error {

@@ -41,6 +41,9 @@ type Daemon struct {
 // Addr is the daemon's unix:// address.
 func (d *Daemon) Addr() string { return "unix://" + filepath.Join(d.dir, "buildkitd.sock") }
 
+// Dir is the daemon's private directory (socket, log; the root too unless one was given).
+func (d *Daemon) Dir() string { return d.dir }
+
 // Root is the daemon's state directory.
 func (d *Daemon) Root() string { return d.root }
 

@@ -93,7 +93,7 @@ func pushBusybox(registry string) (string, error) {
 	dir("tmp/", 0o1777)
 	dir("root/", 0o700)
 	file("bin/busybox", 0o755, bb)
-	for _, a := range []string{"sh", "ls", "cat", "echo", "mkdir", "cp", "rm", "id", "env", "test", "[", "true", "false", "find", "sha256sum", "wc", "sleep"} {
+	for _, a := range []string{"sh", "ls", "cat", "echo", "mkdir", "cp", "rm", "id", "env", "test", "[", "true", "false", "find", "sha256sum", "grep", "wc", "sleep"} {
 		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/" + a, Linkname: "busybox", Mode: 0o777})
 	}
 	file("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n"))

@@ -1,0 +1,202 @@
+package buildkit_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/fairing-dev/fairing/pkg/buildkit"
+	"github.com/fairing-dev/fairing/pkg/layer"
+)
+
+// The generated Dockerfile's layers, in order: dependency files, large files, code, generated
+// files; a code change rebuilds only the code layer, and an unchanged rebuild pushes nothing.
+func TestGeneratedLayersAndCodeChange(t *testing.T) {
+	env := need(t, "FAIRING_TEST_BUILDKIT_ADDR", "FAIRING_TEST_REGISTRY")
+	addr, reg := env[0], env[1]
+	base := busyboxBase(t, reg)
+	proxy := newCountingRegistry(t, reg)
+	conn := connect(t, addr)
+	id := uniq(t)
+	src := t.TempDir()
+	writeFiles(t, src, map[string]string{
+		"constraints.txt": "numpy==2.0.0 # " + id + "\n",
+		"train.py":        "print('v1')\n",
+		"lib/util.py":     "X = 1\n",
+		"model.bin":       "weights " + id,
+	})
+	spec := &buildkit.Spec{
+		Base: base,
+		Env:  map[string]string{"MODE": "train"},
+		Sources: []layer.Source{
+			{Dest: "/app", Path: src, Ignore: nil},
+			{Dest: "/app/model.bin", Path: filepath.Join(src, "model.bin"), Class: layer.ClassLarge},
+			{Dest: "/app/fairing_main.py", Data: []byte("import train\n"), Class: layer.ClassTop},
+		},
+		Cmd: []string{"python3", "/app/fairing_main.py"},
+	}
+	o := buildkit.Options{
+		Spec:         spec,
+		StateDir:     t.TempDir(),
+		Destinations: dest(t, proxy.Host+"/fairing-test/generated:"+"1"),
+		Progress:     buildkit.ProgressQuiet,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	first, err := conn.Build(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img1 := pull(t, first.References[0].String())
+	l1 := layerDigests(t, img1)
+	baseLayers := len(layerDigests(t, pull(t, base)))
+	// WORKDIR makes a layer (the directory /app) before the four groups
+	if len(l1) != baseLayers+5 {
+		t.Fatalf("%d layers, want the base's %d + workdir, deps, large, code, top:\n%s", len(l1), baseLayers, first.Dockerfile)
+	}
+	baseLayers++
+	for i, want := range []string{"/app/constraints.txt", "/app/model.bin", "/app/train.py", "/app/fairing_main.py"} {
+		files := layerFiles(t, img1, baseLayers+i)
+		if !slices.Contains(files, want) {
+			t.Errorf("layer %d lacks %s: %v", baseLayers+i, want, files)
+		}
+	}
+	cf, err := img1.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cf.Config.WorkingDir != "/app" || !slices.Contains(cf.Config.Env, "FAIRING_RUNTIME=1") || !slices.Contains(cf.Config.Env, "MODE=train") ||
+		strings.Join(cf.Config.Cmd, " ") != "python3 /app/fairing_main.py" {
+		t.Errorf("config: workdir %q env %q cmd %q", cf.Config.WorkingDir, cf.Config.Env, cf.Config.Cmd)
+	}
+	if _, err := os.Stat(filepath.Join(src, "Dockerfile")); !os.IsNotExist(err) {
+		t.Error("the generated Dockerfile was written into the user's folder")
+	}
+
+	// unchanged: same digest, no blob uploaded
+	proxy.Reset()
+	again, err := conn.Build(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Digest != first.Digest {
+		t.Errorf("unchanged rebuild: digest %s, first %s", again.Digest, first.Digest)
+	}
+	if n := proxy.Uploads(); n != 0 {
+		t.Errorf("unchanged rebuild uploaded %d blobs", n)
+	}
+
+	// a code change: only the code layer (and the config/manifest) change
+	writeFiles(t, src, map[string]string{"train.py": "print('v2')\n"})
+	proxy.Reset()
+	second, err := conn.Build(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2 := layerDigests(t, pull(t, second.References[0].String()))
+	for i := range l1 {
+		changed := l1[i] != l2[i]
+		if changed != (i == baseLayers+2) {
+			t.Errorf("layer %d changed=%v after a code change (only the code layer %d should)", i, changed, baseLayers+2)
+		}
+	}
+	// the code layer, the config: nothing else
+	if n := proxy.Uploads(); n != 2 {
+		t.Errorf("code change uploaded %d blobs, want 2 (code layer + config)", n)
+	}
+	if s := step(t, second, "COPY deps/"); !s.Cached {
+		t.Errorf("dependency COPY not cached after a code change")
+	}
+}
+
+// Secrets reach RUN --mount=type=secret and are not stored in the image.
+func TestSecretNotInImage(t *testing.T) {
+	env := need(t, "FAIRING_TEST_BUILDKIT_ADDR", "FAIRING_TEST_REGISTRY")
+	addr, reg := env[0], env[1]
+	base := busyboxBase(t, reg)
+	value := "s3cr3t-" + uniq(t)
+	sf := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(sf, []byte(value), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("FAIRING_TEST_TOKEN", value+"-env")
+	dir := t.TempDir()
+	// the step compares hashes: the Dockerfile (and so the image history) must not hold the value
+	sum := func(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
+	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM " + base + "\n" +
+		"RUN --mount=type=secret,id=tok,required=true --mount=type=secret,id=envtok,required=true " +
+		"sha256sum /run/secrets/tok | grep -q " + sum(value) + " && sha256sum /run/secrets/envtok | grep -q " + sum(value+"-env") + " && echo checked > /checked\n"})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	res, err := connect(t, addr).Build(ctx, buildkit.Options{
+		ContextDir:   dir,
+		Secrets:      []string{"id=tok,src=" + sf, "id=envtok,env=FAIRING_TEST_TOKEN"},
+		Destinations: dest(t, reg+"/fairing-test/secret:1"),
+		Progress:     buildkit.ProgressQuiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := pull(t, res.References[0].String())
+	if got, ok := readFile(t, img, "/checked"); !ok || got != "checked\n" {
+		t.Fatalf("the RUN step did not see the secrets: /checked = %q, %v", got, ok)
+	}
+	ls, _ := img.Layers()
+	for i, l := range ls {
+		rc, err := l.Uncompressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, []byte(value)) {
+			t.Errorf("layer %d contains the secret", i)
+		}
+	}
+	raw, _ := img.RawConfigFile()
+	if bytes.Contains(raw, []byte(value)) {
+		t.Error("the config contains the secret")
+	}
+}
+
+// layerFiles lists the regular files of one layer, as absolute paths.
+func layerFiles(t *testing.T, img v1.Image, i int) []string {
+	t.Helper()
+	ls, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := ls[i].Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	var out []string
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			out = append(out, "/"+strings.TrimPrefix(h.Name, "/"))
+		}
+	}
+}
