@@ -1,0 +1,52 @@
+// Command fairing-builder builds container images from code without a Docker daemon: it
+// appends only the layers that changed onto a base image and pushes only what the registry
+// lacks.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	app := &cli.App{
+		Name:  "fairing-builder",
+		Usage: "build container images from code, incrementally, without a Docker daemon",
+		Description: "fairing-builder turns a folder of code into an image: it splits the files into layers by how\n" +
+			"often they change, rebuilds only the layers whose files changed, appends them onto a base image\n" +
+			"(reading only the base's manifest and config) and uploads only the blobs the registry lacks.\n" +
+			"Every flag can also be set with a FAIRING_* environment variable (shown with each flag).",
+		// Values such as --env A=1,2 must not be split on commas: repeat the flag instead.
+		DisableSliceFlagSeparator: true,
+		Commands:                  []*cli.Command{buildCommand(), demoCommand(), versionCommand()},
+	}
+	if err := app.RunContext(ctx, os.Args); err != nil {
+		fmt.Fprintf(os.Stderr, "fairing-builder: %v\n", err)
+		if errors.Is(err, context.Canceled) || ctx.Err() != nil {
+			os.Exit(130)
+		}
+		os.Exit(1)
+	}
+}
+
+// version is set at link time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+func versionCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "version",
+		Usage: "print the version",
+		Action: func(c *cli.Context) error {
+			fmt.Fprintln(c.App.Writer, version)
+			return nil
+		},
+	}
+}

@@ -1,0 +1,340 @@
+package build
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/fairing-dev/fairing/pkg/layer"
+)
+
+// OCI annotations set on every image built.
+const (
+	AnnotationBaseName   = "org.opencontainers.image.base.name"
+	AnnotationBaseDigest = "org.opencontainers.image.base.digest"
+	AnnotationCreated    = "org.opencontainers.image.created"
+)
+
+// RuntimeEnv marks images built by fairing: user code that calls the Fairing SDK turns its
+// build-and-deploy calls into no-ops when it sees it.
+const RuntimeEnv = "FAIRING_RUNTIME=1"
+
+// Config is what the built image runs and how. nil slices keep the base's value.
+type Config struct {
+	WorkingDir string
+	Entrypoint []string
+	Cmd        []string
+	// Env entries are KEY=VALUE; $VAR and ${VAR} expand against the base's environment.
+	Env         []string
+	Labels      map[string]string
+	Annotations map[string]string
+	User        string
+	// Created is the image's creation time. Zero means the base's (or the epoch for scratch),
+	// so the same inputs give the same digest.
+	Created time.Time
+}
+
+// Options describe one build.
+type Options struct {
+	Base *Base
+	// Platforms selects from a multi-platform base; empty means every platform it has. For a
+	// scratch base the first one (default linux/amd64) sets the config's platform.
+	Platforms []v1.Platform
+	Layers    []*layer.Layer
+	Config    Config
+}
+
+// Result is exactly one of an image or an index.
+type Result struct {
+	Image     v1.Image
+	Index     v1.ImageIndex
+	Platforms []v1.Platform
+}
+
+// Taggable is what a registry push needs.
+func (r *Result) Taggable() remote.Taggable {
+	if r.Index != nil {
+		return r.Index
+	}
+	return r.Image
+}
+
+// Digest of the manifest or index.
+func (r *Result) Digest() (v1.Hash, error) {
+	if r.Index != nil {
+		return r.Index.Digest()
+	}
+	return r.Image.Digest()
+}
+
+// Build appends the layers to every selected platform of the base and applies the config.
+// The same layers (built once) serve every platform.
+func Build(o Options) (*Result, error) {
+	if o.Base.Index == nil {
+		p, err := platformOf(o.Base)
+		if err != nil {
+			return nil, err
+		}
+		if len(o.Platforms) > 0 && !o.Base.Scratch && !matchesAny(p, o.Platforms) {
+			return nil, fmt.Errorf("base %s is %s only: it cannot give %s (drop --platform or pick a multi-platform base)", o.Base.Name, p, platformList(o.Platforms))
+		}
+		if o.Base.Scratch {
+			p = &v1.Platform{OS: "linux", Architecture: "amd64"}
+			if len(o.Platforms) > 0 {
+				p = &o.Platforms[0]
+			}
+		}
+		img, err := buildImage(o, o.Base.Image, o.Base.Digest, p)
+		if err != nil {
+			return nil, err
+		}
+		return &Result{Image: img, Platforms: []v1.Platform{*p}}, nil
+	}
+
+	im, err := o.Base.Index.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("read base index %s: %w", o.Base.Name, err)
+	}
+	var adds []mutate.IndexAddendum
+	var plats []v1.Platform
+	var available []string
+	for _, d := range im.Manifests {
+		if d.Platform == nil || d.Platform.OS == "unknown" || !d.MediaType.IsImage() {
+			continue // attestations and nested indexes describe the base, not us
+		}
+		available = append(available, d.Platform.String())
+		if len(o.Platforms) > 0 && !matchesAny(d.Platform, o.Platforms) {
+			continue
+		}
+		base, err := o.Base.Index.Image(d.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("read base %s for %s: %w", o.Base.Name, d.Platform, err)
+		}
+		img, err := buildImage(o, base, d.Digest, d.Platform)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", d.Platform, err)
+		}
+		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: d.Platform}})
+		plats = append(plats, *d.Platform)
+	}
+	if len(adds) == 0 {
+		return nil, fmt.Errorf("base %s has no platform %s (it has %s)", o.Base.Name, platformList(o.Platforms), strings.Join(available, ", "))
+	}
+	// One platform asked for explicitly: a plain image, as ko does.
+	if len(o.Platforms) == 1 && len(adds) == 1 {
+		return &Result{Image: adds[0].Add.(v1.Image), Platforms: plats}, nil
+	}
+	mt, err := o.Base.Index.MediaType()
+	if err != nil {
+		return nil, err
+	}
+	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, mt), adds...)
+	if mt == types.OCIImageIndex {
+		idx = mutate.Annotations(idx, annotations(o, o.Base.Digest, o.Config.Created)).(v1.ImageIndex)
+	}
+	return &Result{Index: idx, Platforms: plats}, nil
+}
+
+func buildImage(o Options, base v1.Image, baseDigest v1.Hash, p *v1.Platform) (v1.Image, error) {
+	mt, err := base.MediaType()
+	if err != nil {
+		return nil, fmt.Errorf("read base manifest: %w", err)
+	}
+	oci := mt == types.OCIManifestSchema1
+	if !oci && mt != types.DockerManifestSchema2 {
+		return nil, fmt.Errorf("base %s has manifest type %s: only OCI and Docker schema 2 images can be extended", o.Base.Name, mt)
+	}
+	cf, err := base.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("read base config: %w", err)
+	}
+	created := o.Config.Created
+	if created.IsZero() {
+		created = cf.Created.Time
+	}
+	if created.IsZero() {
+		created = time.Unix(0, 0)
+	}
+	created = created.UTC()
+
+	adds := make([]mutate.Addendum, 0, len(o.Layers))
+	for _, l := range o.Layers {
+		lmt, err := layerMediaType(l.Compression(), oci)
+		if err != nil {
+			return nil, fmt.Errorf("base %s: %w", o.Base.Name, err)
+		}
+		adds = append(adds, mutate.Addendum{
+			Layer:     l,
+			MediaType: lmt,
+			History: v1.History{
+				Created:   v1.Time{Time: created},
+				CreatedBy: fmt.Sprintf("fairing-builder: COPY %s (%d entries)", l.Name(), l.Entries()),
+			},
+		})
+	}
+	img, err := mutate.Append(base, adds...)
+	if err != nil {
+		return nil, err
+	}
+	cf, err = img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.Created = v1.Time{Time: created}
+	if o.Base.Scratch {
+		cf.OS, cf.Architecture, cf.Variant, cf.OSVersion = p.OS, p.Architecture, p.Variant, p.OSVersion
+		cf.RootFS.Type = "layers"
+	}
+	applyConfig(&cf.Config, o.Config)
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		return nil, err
+	}
+	if oci {
+		img = mutate.Annotations(img, annotations(o, baseDigest, created)).(v1.Image)
+	}
+	return img, nil
+}
+
+func layerMediaType(c layer.Compression, oci bool) (types.MediaType, error) {
+	switch {
+	case c == layer.Gzip && oci:
+		return types.OCILayer, nil
+	case c == layer.Gzip:
+		return types.DockerLayer, nil
+	case c == layer.Zstd && oci:
+		return types.OCILayerZStd, nil
+	case c == layer.Zstd:
+		return "", fmt.Errorf("Docker schema 2 images have no zstd layer type: use --compression gzip or an OCI base")
+	case c == layer.Uncompressed && oci:
+		return types.OCIUncompressedLayer, nil
+	case c == layer.Uncompressed:
+		return types.DockerUncompressedLayer, nil
+	}
+	return "", fmt.Errorf("unknown compression %q", c)
+}
+
+func applyConfig(c *v1.Config, o Config) {
+	c.Env = mergeEnv(c.Env, append([]string{RuntimeEnv}, o.Env...))
+	if o.WorkingDir != "" {
+		c.WorkingDir = o.WorkingDir
+	}
+	if o.Entrypoint != nil {
+		c.Entrypoint = o.Entrypoint
+		// As in a Dockerfile, a new ENTRYPOINT drops the base's CMD.
+		c.Cmd = nil
+	}
+	if o.Cmd != nil {
+		c.Cmd = o.Cmd
+	}
+	if o.User != "" {
+		c.User = o.User
+	}
+	if len(o.Labels) > 0 {
+		if c.Labels == nil {
+			c.Labels = map[string]string{}
+		}
+		for k, v := range o.Labels {
+			c.Labels[k] = v
+		}
+	}
+}
+
+// mergeEnv sets each KEY=VALUE of add on env, replacing a key in place and appending new ones,
+// with $VAR expanded against the environment built so far.
+func mergeEnv(env, add []string) []string {
+	out := append([]string(nil), env...)
+	lookup := func(k string) string {
+		for i := len(out) - 1; i >= 0; i-- {
+			if kk, v, _ := strings.Cut(out[i], "="); kk == k {
+				return v
+			}
+		}
+		return ""
+	}
+	for _, kv := range add {
+		k, v, _ := strings.Cut(kv, "=")
+		v = os.Expand(v, lookup)
+		replaced := false
+		for i := range out {
+			if kk, _, _ := strings.Cut(out[i], "="); kk == k {
+				out[i] = k + "=" + v
+				replaced = true
+			}
+		}
+		if !replaced {
+			out = append(out, k+"="+v)
+		}
+	}
+	return out
+}
+
+func annotations(o Options, baseDigest v1.Hash, created time.Time) map[string]string {
+	a := map[string]string{}
+	if !o.Base.Scratch {
+		a[AnnotationBaseName] = o.Base.Name
+		a[AnnotationBaseDigest] = baseDigest.String()
+	}
+	if created.IsZero() {
+		created = time.Unix(0, 0)
+	}
+	a[AnnotationCreated] = created.UTC().Format(time.RFC3339)
+	for k, v := range o.Config.Annotations {
+		a[k] = v
+	}
+	return a
+}
+
+func platformOf(b *Base) (*v1.Platform, error) {
+	cf, err := b.Image.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("read base config %s: %w", b.Name, err)
+	}
+	return cf.Platform(), nil
+}
+
+func matchesAny(p *v1.Platform, want []v1.Platform) bool {
+	for _, w := range want {
+		if p.OS == w.OS && p.Architecture == w.Architecture && (w.Variant == "" || p.Variant == w.Variant) {
+			return true
+		}
+	}
+	return false
+}
+
+func platformList(ps []v1.Platform) string {
+	var s []string
+	for _, p := range ps {
+		s = append(s, p.String())
+	}
+	sort.Strings(s)
+	return strings.Join(s, ", ")
+}
+
+// ParsePlatforms parses a comma-separated list such as "linux/amd64,linux/arm64/v8".
+func ParsePlatforms(specs []string) ([]v1.Platform, error) {
+	var out []v1.Platform
+	for _, spec := range specs {
+		for _, s := range strings.Split(spec, ",") {
+			s = strings.TrimSpace(s)
+			if s == "" || s == "all" {
+				continue
+			}
+			p, err := v1.ParsePlatform(s)
+			if err != nil || p.OS == "" || p.Architecture == "" || strings.Count(s, "/") > 2 {
+				return nil, fmt.Errorf("invalid platform %q: expected OS/ARCH[/VARIANT], e.g. linux/amd64 or linux/arm64/v8", s)
+			}
+			out = append(out, *p)
+		}
+	}
+	return out, nil
+}

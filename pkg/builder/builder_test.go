@@ -1,0 +1,364 @@
+package builder
+
+import (
+	"archive/tar"
+	"context"
+	"io"
+	"log"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
+
+	"github.com/fairing-dev/fairing/pkg/build"
+	"github.com/fairing-dev/fairing/pkg/layer"
+)
+
+// The fast tier: an in-memory registry. The same flows run against Debian's docker-registry
+// in test/builder.
+
+func memRegistry(t *testing.T) string {
+	t.Helper()
+	s := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(s.Close)
+	return strings.TrimPrefix(s.URL, "http://")
+}
+
+func pushBase(t *testing.T, ref string, mt types.MediaType, plats ...v1.Platform) {
+	t.Helper()
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func(p v1.Platform) v1.Image {
+		img, err := random.Image(512, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img = mutate.MediaType(img, mt)
+		cf, _ := img.ConfigFile()
+		cf = cf.DeepCopy()
+		cf.OS, cf.Architecture, cf.Variant = p.OS, p.Architecture, p.Variant
+		cf.Config.Env = []string{"PATH=/usr/bin:/bin", "LANG=C"}
+		cf.Config.Cmd = []string{"/bin/sh"}
+		cf.Created = v1.Time{Time: time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)}
+		img, err = mutate.ConfigFile(img, cf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return img
+	}
+	if len(plats) == 1 {
+		if err := remote.Write(r, mk(plats[0])); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	idxMT := types.OCIImageIndex
+	if mt == types.DockerManifestSchema2 {
+		idxMT = types.DockerManifestList
+	}
+	idx := mutate.IndexMediaType(empty.Index, idxMT)
+	for _, p := range plats {
+		p := p
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: mk(p), Descriptor: v1.Descriptor{Platform: &p}})
+	}
+	if err := remote.WriteIndex(r, idx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var amd64 = v1.Platform{OS: "linux", Architecture: "amd64"}
+var arm64 = v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}
+
+func project(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	files := map[string]string{
+		"train.py":         "print('hi')\n",
+		"requirements.txt": "numpy\n",
+		"lib/util.py":      "X = 1\n",
+	}
+	for p, c := range files {
+		os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755)
+		if err := os.WriteFile(filepath.Join(dir, p), []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-time.Hour)
+	filepath.Walk(dir, func(p string, _ os.FileInfo, _ error) error { return os.Chtimes(p, old, old) })
+	return dir
+}
+
+func opts(t *testing.T, ctxDir, base string, dests ...string) Options {
+	return Options{
+		Sources:      []layer.Source{{Dest: "/app", Path: ctxDir}},
+		Base:         base,
+		Destinations: dests,
+		Config:       build.Config{WorkingDir: "/app", Cmd: []string{"python", "/app/train.py"}, Env: []string{"PATH=/app/bin:$PATH"}},
+		CacheDir:     t.TempDir(),
+	}
+}
+
+func TestRunOCIBase(t *testing.T) {
+	reg := memRegistry(t)
+	pushBase(t, reg+"/base/img:1", types.OCIManifestSchema1, amd64)
+	ctxDir := project(t)
+	o := opts(t, ctxDir, reg+"/base/img:1", reg+"/me/app:1", reg+"/me/other:2")
+	o.MetadataFile = filepath.Join(t.TempDir(), "meta.json")
+	o.DigestFile = filepath.Join(t.TempDir(), "digest")
+	rep, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Refs) != 2 || !strings.HasPrefix(rep.Refs[0], reg+"/me/app@sha256:") || !strings.HasPrefix(rep.Refs[1], reg+"/me/other@sha256:") {
+		t.Errorf("refs = %v", rep.Refs)
+	}
+	if b, _ := os.ReadFile(o.DigestFile); string(b) != rep.Digest {
+		t.Errorf("digest file = %q, want %q", b, rep.Digest)
+	}
+	if b, _ := os.ReadFile(o.MetadataFile); !strings.Contains(string(b), `"containerimage.digest": "`+rep.Digest) {
+		t.Errorf("metadata file lacks the digest: %s", b)
+	}
+
+	ref, _ := name.ParseReference(rep.Refs[0])
+	img, err := remote.Image(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validate.Image(img); err != nil {
+		t.Fatalf("pushed image invalid: %v", err)
+	}
+	m, _ := img.Manifest()
+	if m.MediaType != types.OCIManifestSchema1 {
+		t.Errorf("manifest media type %s", m.MediaType)
+	}
+	if len(m.Layers) != 4 { // 2 base + dependencies + source
+		t.Errorf("%d layers, want 4", len(m.Layers))
+	}
+	for _, l := range m.Layers[2:] {
+		if l.MediaType != types.OCILayer {
+			t.Errorf("layer media type %s, want %s", l.MediaType, types.OCILayer)
+		}
+	}
+	if m.Annotations[build.AnnotationBaseName] != reg+"/base/img:1" || !strings.HasPrefix(m.Annotations[build.AnnotationBaseDigest], "sha256:") || m.Annotations[build.AnnotationCreated] != "2024-01-02T03:04:05Z" {
+		t.Errorf("annotations = %v", m.Annotations)
+	}
+	cf, _ := img.ConfigFile()
+	if got := strings.Join(cf.Config.Env, " "); got != "PATH=/app/bin:/usr/bin:/bin LANG=C FAIRING_RUNTIME=1" {
+		t.Errorf("env = %s", got)
+	}
+	if cf.Config.WorkingDir != "/app" || strings.Join(cf.Config.Cmd, " ") != "python /app/train.py" || cf.OS != "linux" || cf.Architecture != "amd64" {
+		t.Errorf("config = %+v", cf.Config)
+	}
+	if len(cf.History) != 4 || !strings.Contains(cf.History[2].CreatedBy, "dependencies") || len(cf.RootFS.DiffIDs) != 4 {
+		t.Errorf("history = %+v, diff_ids = %d", cf.History, len(cf.RootFS.DiffIDs))
+	}
+	files := imageFiles(t, img)
+	if files["app/train.py"] != "print('hi')\n" || files["app/lib/util.py"] != "X = 1\n" || files["app/requirements.txt"] != "numpy\n" {
+		t.Errorf("files = %v", keys(files))
+	}
+
+	// Unchanged: the same digest, nothing uploaded.
+	o.Destinations = o.Destinations[:1]
+	again, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Digest != rep.Digest || len(again.Pushed) != 0 || len(again.Manifests) != 0 {
+		t.Errorf("unchanged rebuild: digest %s (was %s), pushed %v, manifests %v", again.Digest, rep.Digest, again.Pushed, again.Manifests)
+	}
+}
+
+func TestRunDockerBaseAndZstd(t *testing.T) {
+	reg := memRegistry(t)
+	pushBase(t, reg+"/base/docker:1", types.DockerManifestSchema2, amd64)
+	o := opts(t, project(t), reg+"/base/docker:1", reg+"/me/app:1")
+	rep, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := name.ParseReference(rep.Refs[0])
+	img, _ := remote.Image(ref)
+	m, _ := img.Manifest()
+	if m.MediaType != types.DockerManifestSchema2 || m.Layers[3].MediaType != types.DockerLayer || len(m.Annotations) != 0 {
+		t.Errorf("docker base: manifest %s, layer %s, annotations %v", m.MediaType, m.Layers[3].MediaType, m.Annotations)
+	}
+	if err := validate.Image(img); err != nil {
+		t.Fatal(err)
+	}
+	o.Layer.Compression = layer.Zstd
+	if _, err := Run(context.Background(), o); err == nil || !strings.Contains(err.Error(), "no zstd layer type") {
+		t.Errorf("zstd onto a Docker base: err = %v", err)
+	}
+}
+
+func TestRunMultiPlatform(t *testing.T) {
+	reg := memRegistry(t)
+	pushBase(t, reg+"/base/multi:1", types.OCIManifestSchema1, amd64, arm64)
+	o := opts(t, project(t), reg+"/base/multi:1", reg+"/me/multi:1")
+	rep, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.MediaType != string(types.OCIImageIndex) || len(rep.Platforms) != 2 {
+		t.Fatalf("media type %s, platforms %v", rep.MediaType, rep.Platforms)
+	}
+	ref, _ := name.ParseReference(rep.Refs[0])
+	idx, err := remote.Index(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validate.Index(idx); err != nil {
+		t.Fatal(err)
+	}
+	im, _ := idx.IndexManifest()
+	var tops []string
+	for _, d := range im.Manifests {
+		img, _ := idx.Image(d.Digest)
+		m, _ := img.Manifest()
+		cf, _ := img.ConfigFile()
+		if cf.Architecture != d.Platform.Architecture {
+			t.Errorf("config arch %s under platform %s", cf.Architecture, d.Platform)
+		}
+		tops = append(tops, m.Layers[len(m.Layers)-1].Digest.String())
+	}
+	if len(tops) != 2 || tops[0] != tops[1] {
+		t.Errorf("the code layer differs between platforms: %v", tops)
+	}
+
+	o.Platforms = []string{"linux/arm64"}
+	one, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if one.MediaType != string(types.OCIManifestSchema1) || one.Platforms[0] != "linux/arm64/v8" {
+		t.Errorf("one platform: %s %v", one.MediaType, one.Platforms)
+	}
+	o.Platforms = []string{"linux/s390x"}
+	if _, err := Run(context.Background(), o); err == nil || !strings.Contains(err.Error(), "has no platform linux/s390x") {
+		t.Errorf("missing platform: err = %v", err)
+	}
+	o.Platforms = []string{"linux"}
+	if _, err := Run(context.Background(), o); err == nil || !strings.Contains(err.Error(), "invalid platform") {
+		t.Errorf("bad platform: err = %v", err)
+	}
+}
+
+func TestRunLocalDestinations(t *testing.T) {
+	dir := t.TempDir()
+	o := opts(t, project(t), "scratch", "oci:"+filepath.Join(dir, "layout")+":v1", "tar:"+filepath.Join(dir, "img.tar"))
+	o.Platforms = []string{"linux/arm64"}
+	rep, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := layout.FromPath(filepath.Join(dir, "layout"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, _ := p.ImageIndex()
+	im, _ := idx.IndexManifest()
+	if len(im.Manifests) != 1 || im.Manifests[0].Annotations[build.AnnotationRefName] != "v1" || im.Manifests[0].Digest.String() != rep.Digest {
+		t.Fatalf("layout index = %+v", im.Manifests)
+	}
+	img, _ := idx.Image(im.Manifests[0].Digest)
+	if err := validate.Image(img); err != nil {
+		t.Fatal(err)
+	}
+	cf, _ := img.ConfigFile()
+	if cf.Architecture != "arm64" || cf.OS != "linux" {
+		t.Errorf("scratch platform = %s/%s", cf.OS, cf.Architecture)
+	}
+	timg, err := tarball.ImageFromPath(filepath.Join(dir, "img.tar"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// docker-load tarballs keep the config and layers, not the manifest.
+	want, _ := img.ConfigName()
+	if got, _ := timg.ConfigName(); got != want {
+		t.Errorf("tarball config %s, want %s", got, want)
+	}
+	if files := imageFiles(t, timg); files["app/train.py"] != "print('hi')\n" {
+		t.Errorf("tarball files = %v", keys(files))
+	}
+	// Building again into the same layout replaces the tag instead of adding a second entry.
+	if _, err := Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	idx, _ = p.ImageIndex()
+	if im, _ := idx.IndexManifest(); len(im.Manifests) != 1 {
+		t.Errorf("layout holds %d manifests after a rebuild", len(im.Manifests))
+	}
+	// The layout works as a base.
+	o2 := opts(t, project(t), "oci:"+filepath.Join(dir, "layout")+":v1", "oci:"+filepath.Join(dir, "layout2")+":v1")
+	if _, err := Run(context.Background(), o2); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRunErrors(t *testing.T) {
+	reg := memRegistry(t)
+	ctxDir := project(t)
+	for _, tc := range []struct {
+		name string
+		o    Options
+		want string
+	}{
+		{"bad base reference", opts(t, ctxDir, "Not A Ref!", reg+"/me/x:1"), "invalid image reference"},
+		{"missing base", opts(t, ctxDir, reg+"/nope/base:1", reg+"/me/x:1"), "not found (404)"},
+		{"bad destination", opts(t, ctxDir, "scratch", "UPPER/case:1"), "invalid image reference"},
+		{"bad layout destination", opts(t, ctxDir, "scratch", "oci:/tmp/only-dir"), "oci:DIR:TAG"},
+		{"unreachable registry", opts(t, ctxDir, "127.0.0.1:1/base:1", reg+"/me/x:1"), "cannot reach the registry"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Run(context.Background(), tc.o)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func imageFiles(t *testing.T, img v1.Image) map[string]string {
+	t.Helper()
+	rc := mutate.Extract(img)
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	out := map[string]string{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			b, _ := io.ReadAll(tr)
+			out[h.Name] = string(b)
+		}
+	}
+}
+
+func keys(m map[string]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}

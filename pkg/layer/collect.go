@@ -1,0 +1,353 @@
+package layer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"unicode/utf8"
+
+	"github.com/moby/patternmatcher"
+	"github.com/moby/patternmatcher/ignorefile"
+)
+
+// ReadIgnoreFile reads a .dockerignore-style file. A missing file means no patterns.
+func ReadIgnoreFile(file string) (*patternmatcher.PatternMatcher, error) {
+	f, err := os.Open(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read ignore file: %w", err)
+	}
+	defer f.Close()
+	return ParseIgnore(f, file)
+}
+
+// ParseIgnore parses .dockerignore syntax; name is used in error messages.
+func ParseIgnore(r io.Reader, name string) (*patternmatcher.PatternMatcher, error) {
+	patterns, err := ignorefile.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	for _, p := range patterns {
+		if _, err := patternmatcher.New([]string{p}); err != nil {
+			return nil, fmt.Errorf("%s: invalid pattern %q: %v", name, p, err)
+		}
+	}
+	pm, err := patternmatcher.New(patterns)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if len(pm.Patterns()) == 0 {
+		return nil, nil
+	}
+	// Patterns compile lazily on first match: compile them now, so a bad pattern fails the
+	// build here, with its name, not halfway through a walk.
+	if _, _, err := pm.MatchesUsingParentResults("fairing-pattern-check", patternmatcher.MatchInfo{}); err != nil {
+		return nil, fmt.Errorf("%s: invalid pattern: %v", name, err)
+	}
+	return pm, nil
+}
+
+// Collect resolves sources into the sorted list of entries they put in the image, with every
+// parent directory present. It refuses what an image cannot hold faithfully: symlinks that
+// leave their source directory or loop, sockets and devices, names that are not UTF-8, and two
+// sources for one path.
+func Collect(ctx context.Context, sources []Source) ([]Entry, error) {
+	var entries []Entry
+	for _, s := range sources {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		dest, err := destPath(s.Dest)
+		if err != nil {
+			return nil, err
+		}
+		if s.Path == "" {
+			mode := s.Mode.Perm() | s.Mode&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)
+			if mode == 0 {
+				mode = 0o644
+			}
+			if dest == "" {
+				return nil, fmt.Errorf("generated file cannot have destination /")
+			}
+			entries = append(entries, Entry{Path: dest, Type: TypeFile, Mode: mode, Size: int64(len(s.Data)), Data: s.Data, Class: s.Class})
+			continue
+		}
+		src, err := filepath.Abs(s.Path)
+		if err != nil {
+			return nil, err
+		}
+		// The source itself is followed if it is a symlink: naming a link means its content.
+		fi, err := os.Stat(src)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", s.Path, unwrapPathErr(err))
+		}
+		switch {
+		case fi.IsDir():
+			es, err := walkDir(ctx, src, dest, s.Ignore, s.Class)
+			if err != nil {
+				return nil, err
+			}
+			entries = append(entries, es...)
+		case fi.Mode().IsRegular():
+			if dest == "" {
+				return nil, fmt.Errorf("file %s cannot have destination /", s.Path)
+			}
+			e := fileEntry(src, dest, fi)
+			e.Class = s.Class
+			entries = append(entries, e)
+		default:
+			return nil, unsupportedType(s.Path, fi.Mode())
+		}
+	}
+	return finish(entries)
+}
+
+func destPath(d string) (string, error) {
+	if !strings.HasPrefix(d, "/") {
+		return "", fmt.Errorf("destination %q must be an absolute path in the image", d)
+	}
+	if strings.ContainsAny(d, "\x00\n\r") || !utf8.ValidString(d) {
+		return "", fmt.Errorf("destination %q is not a valid path", d)
+	}
+	return strings.TrimPrefix(path.Clean(d), "/"), nil
+}
+
+func joinDest(dest, rel string) string {
+	if dest == "" {
+		return rel
+	}
+	if rel == "" || rel == "." {
+		return dest
+	}
+	return dest + "/" + rel
+}
+
+func walkDir(ctx context.Context, root, dest string, ign *patternmatcher.PatternMatcher, class Class) ([]Entry, error) {
+	realRoot, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", root, unwrapPathErr(err))
+	}
+	var entries []Entry
+	parentInfo := map[string]patternmatcher.MatchInfo{}
+	err = filepath.WalkDir(realRoot, func(p string, d fs.DirEntry, werr error) error {
+		if werr != nil {
+			if d != nil && d.IsDir() {
+				return fmt.Errorf("cannot read directory %s: %w (fix its permissions or exclude it in .dockerignore)", p, unwrapPathErr(werr))
+			}
+			return fmt.Errorf("cannot read %s: %w", p, unwrapPathErr(werr))
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(realRoot, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if rel != "." {
+			if !utf8.ValidString(rel) || strings.ContainsAny(rel, "\x00\n\r") {
+				return fmt.Errorf("file name %q is not valid UTF-8 or contains a line break: rename it or exclude it in .dockerignore", p)
+			}
+			if ign != nil {
+				excluded, info, err := ign.MatchesUsingParentResults(rel, parentInfo[path.Dir(rel)])
+				if err != nil {
+					return fmt.Errorf("match .dockerignore patterns against %s: %w", rel, err)
+				}
+				if d.IsDir() {
+					parentInfo[rel] = info
+				}
+				if excluded {
+					// Without "!" exceptions nothing below an excluded directory can come back.
+					if d.IsDir() && !ign.Exclusions() {
+						return filepath.SkipDir
+					}
+					return nil
+				}
+			}
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return fmt.Errorf("cannot read %s: %w", p, unwrapPathErr(err))
+		}
+		target := joinDest(dest, rel)
+		switch mode := fi.Mode(); {
+		case mode.IsDir():
+			if rel == "." {
+				// The destination directory itself: created like COPY creates it, whatever the
+				// mode of the local folder (a temp dir's 0700, a umask's 0775).
+				if target != "" {
+					entries = append(entries, Entry{Path: target, Type: TypeDir, Mode: 0o755, Class: class})
+				}
+				return nil
+			}
+			entries = append(entries, Entry{Path: target, Type: TypeDir, Mode: permOf(mode), ModTime: fi.ModTime(), Class: class})
+		case mode.IsRegular():
+			e := fileEntry(p, target, fi)
+			e.Class = class
+			entries = append(entries, e)
+		case mode&fs.ModeSymlink != 0:
+			link, err := os.Readlink(p)
+			if err != nil {
+				return fmt.Errorf("cannot read symlink %s: %w", p, unwrapPathErr(err))
+			}
+			if err := checkSymlink(realRoot, p, rel, link); err != nil {
+				return err
+			}
+			entries = append(entries, Entry{Path: target, Type: TypeSymlink, Mode: 0o777, Linkname: link, ModTime: fi.ModTime(), Class: class})
+		default:
+			return unsupportedType(p, mode)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return entries, nil
+}
+
+// checkSymlink refuses links that would point outside the directory being copied (in the
+// image they would point at whatever happens to be there, or nowhere) and links that loop.
+func checkSymlink(root, p, rel, link string) error {
+	outside := func() error {
+		return fmt.Errorf("symlink %s points outside the context (-> %s): replace it with the file it points to, or exclude it in .dockerignore", p, link)
+	}
+	if filepath.IsAbs(link) {
+		return outside()
+	}
+	if lexical := path.Join(path.Dir(rel), filepath.ToSlash(link)); lexical == ".." || strings.HasPrefix(lexical, "../") {
+		return outside()
+	}
+	resolved, err := filepath.EvalSymlinks(p)
+	switch {
+	case err == nil:
+		r, err := filepath.Rel(root, resolved)
+		if err != nil || r == ".." || strings.HasPrefix(r, "../") {
+			return outside()
+		}
+	case errors.Is(err, syscall.ELOOP) || strings.Contains(err.Error(), "too many links"):
+		return fmt.Errorf("symlink %s is part of a loop (-> %s): fix or remove it, or exclude it in .dockerignore", p, link)
+	default:
+		// Dangling inside the context is fine: the target may appear at run time.
+	}
+	return nil
+}
+
+func fileEntry(p, target string, fi fs.FileInfo) Entry {
+	e := Entry{Path: target, Type: TypeFile, Mode: permOf(fi.Mode()), Size: fi.Size(), Source: p, ModTime: fi.ModTime()}
+	fillStat(&e, fi)
+	return e
+}
+
+func permOf(m fs.FileMode) fs.FileMode {
+	return m.Perm() | m&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)
+}
+
+func unsupportedType(p string, m fs.FileMode) error {
+	kind := "special file"
+	switch {
+	case m&fs.ModeSocket != 0:
+		kind = "socket"
+	case m&fs.ModeNamedPipe != 0:
+		kind = "named pipe"
+	case m&fs.ModeCharDevice != 0:
+		kind = "character device"
+	case m&fs.ModeDevice != 0:
+		kind = "device"
+	}
+	return fmt.Errorf("%s is a %s, which an image layer cannot hold: exclude it in .dockerignore", p, kind)
+}
+
+// unwrapPathErr drops the *PathError wrapper, whose path our messages already name.
+func unwrapPathErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// finish sorts entries, adds missing parent directories, merges duplicate directories and
+// refuses two different sources for one path.
+func finish(entries []Entry) ([]Entry, error) {
+	sort.SliceStable(entries, func(i, j int) bool { return entries[i].Path < entries[j].Path })
+	out := entries[:0]
+	for _, e := range entries {
+		if n := len(out); n > 0 && out[n-1].Path == e.Path {
+			prev := &out[n-1]
+			if prev.Type == TypeDir && e.Type == TypeDir {
+				continue // the same directory reached from two sources: keep the first
+			}
+			return nil, fmt.Errorf("two sources for /%s (%s and %s): give each a different destination", e.Path, describe(prev), describe(&e))
+		}
+		out = append(out, e)
+	}
+	entries = out
+
+	// Parents that no source named explicitly are added with 0755.
+	have := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		have[e.Path] = true
+	}
+	var parents []Entry
+	for _, e := range entries {
+		for d := path.Dir(e.Path); d != "." && !have[d]; d = path.Dir(d) {
+			have[d] = true
+			parents = append(parents, Entry{Path: d, Type: TypeDir, Mode: 0o755})
+		}
+	}
+	if len(parents) > 0 {
+		entries = append(entries, parents...)
+		sort.SliceStable(entries, func(i, j int) bool { return entries[i].Path < entries[j].Path })
+	}
+	for _, e := range entries {
+		if e.Type != TypeDir {
+			// A file where a directory is needed: "/app/x" a file and "/app/x/y" a file too.
+			if i := sort.Search(len(entries), func(i int) bool { return entries[i].Path > e.Path+"/" }); i < len(entries) && strings.HasPrefix(entries[i].Path, e.Path+"/") {
+				return nil, fmt.Errorf("/%s is a %s in one source and a directory in another: give them different destinations", e.Path, e.Type)
+			}
+		}
+	}
+	markHardlinks(entries)
+	return entries, nil
+}
+
+func describe(e *Entry) string {
+	switch {
+	case e.Source != "":
+		return e.Source
+	case e.Type == TypeFile:
+		return "generated content"
+	default:
+		return e.Type.String()
+	}
+}
+
+// markHardlinks turns every later name of a multiply-linked local file into a hard link to
+// its first name, in sorted order, as tar does.
+func markHardlinks(entries []Entry) {
+	type id struct{ dev, ino uint64 }
+	first := map[id]string{}
+	for i := range entries {
+		e := &entries[i]
+		if e.Type != TypeFile || e.nlink < 2 || e.ino == 0 {
+			continue
+		}
+		k := id{e.dev, e.ino}
+		if p, ok := first[k]; ok {
+			e.Type = TypeHardlink
+			e.Linkname = p
+			continue
+		}
+		first[k] = e.Path
+	}
+}

@@ -1,0 +1,109 @@
+package layer
+
+import (
+	"compress/gzip"
+	"fmt"
+	"io"
+	"runtime"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/klauspost/pgzip"
+)
+
+// Compression is how a layer blob is compressed.
+type Compression string
+
+const (
+	Gzip         Compression = "gzip"
+	Zstd         Compression = "zstd"
+	Uncompressed Compression = "none"
+)
+
+// ParseCompression accepts the --compression flag's values.
+func ParseCompression(s string) (Compression, error) {
+	switch Compression(s) {
+	case Gzip, Zstd, Uncompressed:
+		return Compression(s), nil
+	case "", "default":
+		return Gzip, nil
+	case "uncompressed":
+		return Uncompressed, nil
+	}
+	return "", fmt.Errorf("unknown compression %q: use gzip, zstd or none", s)
+}
+
+// DefaultLevel is the level used when none is given: gzip BestSpeed (ggcr's and crane's
+// default; compression dominates cold builds), zstd's default speed.
+func (c Compression) DefaultLevel() int {
+	switch c {
+	case Gzip:
+		return gzip.BestSpeed
+	case Zstd:
+		return int(zstd.SpeedDefault)
+	}
+	return 0
+}
+
+func (c Compression) validLevel(level int) error {
+	switch c {
+	case Gzip:
+		if level < gzip.HuffmanOnly || level > gzip.BestCompression {
+			return fmt.Errorf("gzip level %d out of range: use 1 (fastest) to 9 (smallest)", level)
+		}
+	case Zstd:
+		if level < int(zstd.SpeedFastest) || level > int(zstd.SpeedBestCompression) {
+			return fmt.Errorf("zstd level %d out of range: use 1 (fastest) to 4 (smallest)", level)
+		}
+	}
+	return nil
+}
+
+// Parallel compressors cut their input into fixed-size blocks; the output depends on the block
+// size only, never on how many blocks are in flight, so digests are the same on every machine
+// (TestDeterministicAcrossCachesAndCores). zstd's concurrent mode needs at least 2 workers: with
+// one it switches to another algorithm and another output.
+const gzipBlockSize = 1 << 20
+
+func workers() int { return max(2, runtime.GOMAXPROCS(0)) }
+
+// compressor returns a writer that compresses into w with every core working on it.
+func (c Compression) compressor(w io.Writer, level int) (io.WriteCloser, error) {
+	switch c {
+	case Gzip:
+		zw, err := pgzip.NewWriterLevel(w, level)
+		if err != nil {
+			return nil, err
+		}
+		if err := zw.SetConcurrency(gzipBlockSize, workers()); err != nil {
+			return nil, err
+		}
+		return zw, nil
+	case Zstd:
+		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.EncoderLevel(level)),
+			zstd.WithEncoderConcurrency(workers()), zstd.WithConcurrentBlocks(true))
+	case Uncompressed:
+		return nopWriteCloser{w}, nil
+	}
+	return nil, fmt.Errorf("unknown compression %q", c)
+}
+
+// decompressor reads what compressor wrote.
+func (c Compression) decompressor(r io.Reader) (io.ReadCloser, error) {
+	switch c {
+	case Gzip:
+		return pgzip.NewReader(r)
+	case Zstd:
+		zr, err := zstd.NewReader(r)
+		if err != nil {
+			return nil, err
+		}
+		return zr.IOReadCloser(), nil
+	case Uncompressed:
+		return io.NopCloser(r), nil
+	}
+	return nil, fmt.Errorf("unknown compression %q", c)
+}
+
+type nopWriteCloser struct{ io.Writer }
+
+func (nopWriteCloser) Close() error { return nil }

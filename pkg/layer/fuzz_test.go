@@ -1,0 +1,99 @@
+package layer
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"io"
+	"io/fs"
+	"path"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// FuzzTarRoundTrip checks that whatever names, modes, links and contents the writer accepts
+// read back identical with a standard tar reader.
+func FuzzTarRoundTrip(f *testing.F) {
+	f.Add("app/a.py", "print(1)", uint16(0o644), "app/l", "a.py", "app/d")
+	f.Add(strings.Repeat("long/", 40)+"x", "", uint16(0o4755), "café/ünïcode", "../x", "deep/er/dir")
+	f.Add("a", "\x00\xff", uint16(0o7777), "b", "a", "c")
+	f.Fuzz(func(t *testing.T, name, content string, mode uint16, linkName, linkTarget, dir string) {
+		clean := func(p string) string { return strings.TrimPrefix(path.Clean("/"+p), "/") }
+		name, linkName, dir = clean(name), clean(linkName), clean(dir)
+		for _, p := range []string{name, linkName, dir, linkTarget} {
+			if p == "" || !utf8.ValidString(p) || strings.ContainsAny(p, "\x00\n\r") {
+				t.Skip()
+			}
+		}
+		if name == linkName || name == dir || linkName == dir {
+			t.Skip()
+		}
+		m := fs.FileMode(mode) & 0o777
+		if mode&0o4000 != 0 {
+			m |= fs.ModeSetuid
+		}
+		entries := []Entry{
+			{Path: name, Type: TypeFile, Mode: m, Size: int64(len(content)), Data: []byte(content), digest: sha256.Sum256([]byte(content)), hashed: true},
+			{Path: linkName, Type: TypeSymlink, Mode: 0o777, Linkname: linkTarget},
+			{Path: dir, Type: TypeDir, Mode: 0o755},
+		}
+		es, err := finish(entries)
+		if err != nil {
+			t.Skip() // e.g. one path is a parent of another file: refused by design
+		}
+		g := Group{Entries: es, dirs: map[string]*Entry{}}
+		es = g.tarEntries()
+		var buf bytes.Buffer
+		if err := writeTar(context.Background(), &buf, es, TarOptions{}); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+		tr := tar.NewReader(&buf)
+		for i := range es {
+			h, err := tr.Next()
+			if err != nil {
+				t.Fatalf("entry %d (%s): %v", i, es[i].Path, err)
+			}
+			want := es[i].Path
+			if es[i].Type == TypeDir {
+				want += "/"
+			}
+			if h.Name != want || h.Mode != tarMode(es[i].Mode) || h.Linkname != es[i].Linkname {
+				t.Fatalf("entry %d: got %q mode %o link %q, want %q mode %o link %q", i, h.Name, h.Mode, h.Linkname, want, tarMode(es[i].Mode), es[i].Linkname)
+			}
+			b, _ := io.ReadAll(tr)
+			if es[i].Type == TypeFile && string(b) != string(es[i].Data) {
+				t.Fatalf("content of %s differs", h.Name)
+			}
+		}
+		if _, err := tr.Next(); err != io.EOF {
+			t.Fatalf("extra entries: %v", err)
+		}
+	})
+}
+
+// FuzzParseIgnore: any ignore file either parses with a clear error or gives a matcher that
+// never fails while matching.
+func FuzzParseIgnore(f *testing.F) {
+	f.Add("*.pyc\n!keep.pyc\n**/__pycache__\n# comment\n")
+	f.Add("[\n")
+	f.Add("a/**/b\n!")
+	f.Fuzz(func(t *testing.T, s string) {
+		pm, err := ParseIgnore(strings.NewReader(s), ".dockerignore")
+		if err != nil {
+			if !strings.Contains(err.Error(), ".dockerignore") {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+			return
+		}
+		if pm == nil {
+			return
+		}
+		for _, p := range []string{"a", "a/b", "x/__pycache__/y.pyc", "keep.pyc"} {
+			if _, err := pm.MatchesOrParentMatches(p); err != nil {
+				t.Fatalf("matcher failed on %q after parsing: %v", p, err)
+			}
+		}
+	})
+}

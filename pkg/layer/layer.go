@@ -1,0 +1,347 @@
+package layer
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sync/errgroup"
+)
+
+// Options are the layer writer's settings. All of them are part of every layer key.
+type Options struct {
+	Compression Compression
+	// Level is the compression level; 0 means the compression's default.
+	Level int
+	Tar   TarOptions
+	// Jobs bounds how many layers are written at once (each compressor also uses several
+	// goroutines). Default GOMAXPROCS.
+	Jobs int
+}
+
+// formatVersion changes whenever the bytes the writer produces for the same input change, so
+// old cache entries are never mistaken for new ones.
+const formatVersion = "fairing-layer/1"
+
+// Builder turns planned groups into layers, reusing cached layers whose key (content listing
+// plus options) it has built before.
+type Builder struct {
+	cache *Cache
+	opts  Options
+}
+
+// NewBuilder returns a builder that keeps its layers in cache.
+func NewBuilder(cache *Cache, opts Options) (*Builder, error) {
+	if opts.Compression == "" {
+		opts.Compression = Gzip
+	}
+	if opts.Level == 0 {
+		opts.Level = opts.Compression.DefaultLevel()
+	}
+	if err := opts.Compression.validLevel(opts.Level); err != nil {
+		return nil, err
+	}
+	if opts.Jobs <= 0 {
+		opts.Jobs = runtime.GOMAXPROCS(0)
+	}
+	return &Builder{cache: cache, opts: opts}, nil
+}
+
+// Build returns one layer per group, in order. Entries must have been hashed (HashEntries).
+// Cached layers cost a file lookup; the others are written now, tar and compression streamed
+// into the cache in one pass that also computes both digests.
+func (b *Builder) Build(ctx context.Context, groups []Group) ([]*Layer, error) {
+	layers := make([]*Layer, len(groups))
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(b.opts.Jobs)
+	for i := range groups {
+		entries := groups[i].tarEntries()
+		key, err := b.key(entries)
+		if err != nil {
+			return nil, fmt.Errorf("layer %q: %w", groups[i].Name, err)
+		}
+		l := &Layer{b: b, group: groups[i], entries: entries, key: key, mediaType: b.defaultMediaType(), shared: &layerState{}}
+		layers[i] = l
+		if r, ok := b.cache.lookup(key); ok {
+			l.rec, l.hit = r, true
+			continue
+		}
+		g.Go(func() error {
+			start := time.Now()
+			r, err := b.write(ctx, key, entries)
+			if err != nil {
+				return fmt.Errorf("write layer %q: %w", l.group.Name, err)
+			}
+			l.rec, l.buildTime = r, time.Since(start)
+			l.shared.verified = true // written by us just now
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return layers, nil
+}
+
+// key is the sha256 of a canonical listing of what the layer's tar holds plus the writer's
+// options: equal keys mean byte-identical blobs.
+func (b *Builder) key(entries []Entry) (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\ncompression=%s level=%d uid=%d gid=%d epoch=%d\n", formatVersion,
+		b.opts.Compression, b.opts.Level, b.opts.Tar.UID, b.opts.Tar.GID, b.opts.Tar.clamp(time.Time{}).Unix())
+	for i := range entries {
+		e := &entries[i]
+		if e.Type == TypeFile && !e.hashed {
+			return "", fmt.Errorf("/%s was not hashed", e.Path)
+		}
+		var d string
+		if e.Type == TypeFile {
+			d = digestHex(e.digest)
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00%o\x00%d\x00%s\x00%s\x00%d\n", e.Path, e.Type, tarMode(e.Mode), e.Size, e.Linkname, d, b.opts.Tar.clamp(e.ModTime).Unix())
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func (b *Builder) defaultMediaType() types.MediaType {
+	switch b.opts.Compression {
+	case Zstd:
+		return types.OCILayerZStd
+	case Uncompressed:
+		return types.OCIUncompressedLayer
+	}
+	return types.OCILayer
+}
+
+// write streams tar → compressor → temp file, hashing the uncompressed stream (diffID) and the
+// compressed one (digest) on the way, then moves the blob into the cache.
+func (b *Builder) write(ctx context.Context, key string, entries []Entry) (r record, err error) {
+	tmp, err := os.CreateTemp(b.cache.tmpDir(), "blob-*")
+	if err != nil {
+		return r, fmt.Errorf("create temp blob: %w", err)
+	}
+	defer func() {
+		tmp.Close()
+		if err != nil {
+			os.Remove(tmp.Name())
+		}
+	}()
+	bw := bufio.NewWriterSize(tmp, 1<<20)
+	compressed := &hashCounter{h: sha256.New()}
+	zw, err := b.opts.Compression.compressor(io.MultiWriter(bw, compressed), b.opts.Level)
+	if err != nil {
+		return r, err
+	}
+	uncompressed := &hashCounter{h: sha256.New()}
+	if err := writeTar(ctx, io.MultiWriter(zw, uncompressed), entries, b.opts.Tar); err != nil {
+		zw.Close()
+		return r, err
+	}
+	if err := zw.Close(); err != nil {
+		return r, fmt.Errorf("compress: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		return r, fmt.Errorf("write temp blob: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return r, fmt.Errorf("write temp blob: %w", err)
+	}
+	r = record{
+		Digest:           "sha256:" + hex.EncodeToString(compressed.h.Sum(nil)),
+		DiffID:           "sha256:" + hex.EncodeToString(uncompressed.h.Sum(nil)),
+		Size:             compressed.n,
+		UncompressedSize: uncompressed.n,
+		Compression:      b.opts.Compression,
+	}
+	if err := b.cache.store(key, r, tmp.Name()); err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+type hashCounter struct {
+	h hash.Hash
+	n int64
+}
+
+func (c *hashCounter) Write(p []byte) (int, error) {
+	c.h.Write(p)
+	c.n += int64(len(p))
+	return len(p), nil
+}
+
+// Layer is a v1.Layer backed by the layer cache. Its descriptor comes from the cache record;
+// its blob is opened only when someone reads it (a registry that lacks it, an OCI layout, a
+// tarball), and a cached blob is verified before its first use and rebuilt if it is corrupt.
+type Layer struct {
+	b         *Builder
+	group     Group
+	entries   []Entry
+	key       string
+	rec       record
+	hit       bool
+	buildTime time.Duration
+	mediaType types.MediaType
+	shared    *layerState
+}
+
+type layerState struct {
+	mu       sync.Mutex
+	verified bool
+}
+
+var _ v1.Layer = (*Layer)(nil)
+
+// Digest is the compressed blob's digest.
+func (l *Layer) Digest() (v1.Hash, error) { return v1.NewHash(l.rec.Digest) }
+
+// DiffID is the uncompressed tar's digest.
+func (l *Layer) DiffID() (v1.Hash, error) { return v1.NewHash(l.rec.DiffID) }
+
+// Size is the compressed blob's size.
+func (l *Layer) Size() (int64, error) { return l.rec.Size, nil }
+
+// MediaType is OCI by default; see WithMediaType.
+func (l *Layer) MediaType() (types.MediaType, error) { return l.mediaType, nil }
+
+// UncompressedSize is the tar's size.
+func (l *Layer) UncompressedSize() (int64, error) { return l.rec.UncompressedSize, nil }
+
+// Descriptor carries the layer's annotations into manifests.
+func (l *Layer) Descriptor() (*v1.Descriptor, error) {
+	d, err := l.Digest()
+	if err != nil {
+		return nil, err
+	}
+	return &v1.Descriptor{MediaType: l.mediaType, Size: l.rec.Size, Digest: d, Annotations: l.rec.Annotations}, nil
+}
+
+// WithMediaType returns the same layer under another media type (Docker manifests need
+// Docker layer types); the blob and its state are shared.
+func (l *Layer) WithMediaType(mt types.MediaType) *Layer {
+	c := *l
+	c.mediaType = mt
+	return &c
+}
+
+// Compression is how the blob is compressed.
+func (l *Layer) Compression() Compression { return l.rec.Compression }
+
+// Key is the layer's cache key.
+func (l *Layer) Key() string { return l.key }
+
+// Name describes what the layer holds ("source 2/9").
+func (l *Layer) Name() string { return l.group.Name }
+
+// Entries is how many entries the layer's group holds (without implied parents).
+func (l *Layer) Entries() int { return len(l.group.Entries) }
+
+// CacheHit reports whether the layer came from the cache rather than being written now.
+func (l *Layer) CacheHit() bool { return l.hit }
+
+// BuildTime is how long writing the layer took (0 for a cache hit).
+func (l *Layer) BuildTime() time.Duration { return l.buildTime }
+
+// Compressed opens the blob.
+func (l *Layer) Compressed() (io.ReadCloser, error) {
+	if err := l.ensureBlob(); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(l.b.cache.blobPath(l.rec.Digest))
+	if err != nil {
+		return nil, fmt.Errorf("open layer blob %s: %w", l.rec.Digest, err)
+	}
+	return f, nil
+}
+
+// Uncompressed opens the blob and decompresses it.
+func (l *Layer) Uncompressed() (io.ReadCloser, error) {
+	rc, err := l.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	zr, err := l.rec.Compression.decompressor(bufio.NewReaderSize(rc, 1<<20))
+	if err != nil {
+		rc.Close()
+		return nil, fmt.Errorf("decompress layer %s: %w", l.rec.Digest, err)
+	}
+	return &readCloser{Reader: zr, close: func() error { zr.Close(); return rc.Close() }}, nil
+}
+
+type readCloser struct {
+	io.Reader
+	close func() error
+}
+
+func (r *readCloser) Close() error { return r.close() }
+
+// ensureBlob verifies a cached blob against its digest once, and rewrites the layer from its
+// files if the blob is missing or corrupt: a damaged cache costs time, never a wrong image.
+func (l *Layer) ensureBlob() error {
+	l.shared.mu.Lock()
+	defer l.shared.mu.Unlock()
+	if l.shared.verified {
+		return nil
+	}
+	if err := verifyBlob(l.b.cache.blobPath(l.rec.Digest), l.rec.Digest, l.rec.Size); err != nil {
+		l.b.cache.forget(l.key, l.rec)
+		r, werr := l.b.write(context.Background(), l.key, l.entries)
+		if werr != nil {
+			return fmt.Errorf("layer %q: cached blob unusable (%v) and rebuilding it failed: %w", l.group.Name, err, werr)
+		}
+		if r.Digest != l.rec.Digest || r.DiffID != l.rec.DiffID {
+			return fmt.Errorf("layer %q: rebuilt blob %s differs from the cached record %s: the files changed during the build; rerun it", l.group.Name, r.Digest, l.rec.Digest)
+		}
+	}
+	l.shared.verified = true
+	return nil
+}
+
+func verifyBlob(file, digest string, size int64) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return err
+	}
+	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != digest || n != size {
+		return fmt.Errorf("blob is %s (%d bytes), want %s (%d bytes)", got, n, digest, size)
+	}
+	return nil
+}
+
+// String is for logs.
+func (l *Layer) String() string {
+	state := "built in " + l.buildTime.Round(time.Millisecond).String()
+	if l.hit {
+		state = "cached"
+	}
+	return fmt.Sprintf("%s: %s, %s, %s", l.group.Name, l.rec.Digest[:19], humanBytes(l.rec.Size), state)
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return strconv.FormatFloat(float64(n)/(1<<30), 'f', 1, 64) + " GiB"
+	case n >= 1<<20:
+		return strconv.FormatFloat(float64(n)/(1<<20), 'f', 1, 64) + " MiB"
+	case n >= 1<<10:
+		return strconv.FormatFloat(float64(n)/(1<<10), 'f', 1, 64) + " KiB"
+	}
+	return strconv.FormatInt(n, 10) + " B"
+}

@@ -1,0 +1,86 @@
+package layer
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"time"
+)
+
+// Result is what Make produced, with the numbers a build report needs.
+type Result struct {
+	Layers []*Layer
+	// Entries is how many files, directories and links the sources hold.
+	Entries int
+	// Hashed is how many files had to be read because the stat cache did not know them.
+	Hashed int
+	// Timings of the phases.
+	Walk, Hash, Write time.Duration
+}
+
+// Make runs the whole pipeline: collect the sources, hash what changed, plan the layers and
+// build (or reuse) them. cacheDir holds the layer cache and the stat cache.
+func Make(ctx context.Context, sources []Source, cacheDir string, opts Options, plan PlanOptions) (*Result, error) {
+	cache, err := OpenCache(cacheDir)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{}
+
+	start := time.Now()
+	entries, err := Collect(ctx, sources)
+	if err != nil {
+		return nil, err
+	}
+	res.Entries = len(entries)
+	res.Walk = time.Since(start)
+
+	start = time.Now()
+	stat := OpenStatCache(statCacheFile(cacheDir, sources))
+	jobs := opts.Jobs
+	if jobs <= 0 {
+		jobs = 8 // hashing waits on the disk as much as the CPU
+	}
+	if res.Hashed, err = HashEntries(ctx, entries, stat, jobs*2); err != nil {
+		return nil, err
+	}
+	res.Hash = time.Since(start)
+
+	start = time.Now()
+	b, err := NewBuilder(cache, opts)
+	if err != nil {
+		return nil, err
+	}
+	if res.Layers, err = b.Build(ctx, Plan(entries, plan)); err != nil {
+		return nil, err
+	}
+	res.Write = time.Since(start)
+	// Saved only after the layers were written: a file that changed under us is not remembered.
+	if err := stat.Save(); err != nil {
+		return nil, fmt.Errorf("save stat cache: %w", err)
+	}
+	return res, nil
+}
+
+// statCacheFile is one file per set of local roots, so unrelated projects never evict each
+// other and a project's file only holds what it saw last time.
+func statCacheFile(cacheDir string, sources []Source) string {
+	var roots []string
+	for _, s := range sources {
+		if s.Path != "" {
+			if abs, err := filepath.Abs(s.Path); err == nil {
+				roots = append(roots, abs)
+			}
+		}
+	}
+	sort.Strings(roots)
+	h := sha256.New()
+	for _, r := range roots {
+		h.Write([]byte(r))
+		h.Write([]byte{0})
+	}
+	return filepath.Join(cacheDir, "stat", hex.EncodeToString(h.Sum(nil))[:32]+".gob")
+}

@@ -1,0 +1,234 @@
+package layer
+
+import (
+	"fmt"
+	"hash/fnv"
+	"path"
+	"sort"
+)
+
+// PlanOptions tune how entries are split into layers.
+type PlanOptions struct {
+	// LargeFile is the size from which a file gets a layer of its own. Default 8 MiB.
+	LargeFile int64
+	// MaxLargeLayers bounds the layers given to single large files; the smallest of the rest
+	// join the source layers. Default 8.
+	MaxLargeLayers int
+	// ChunkBytes forces a source layer boundary once a layer holds this many bytes, so a
+	// one-file change never rebuilds an unbounded layer. Default 32 MiB.
+	ChunkBytes int64
+}
+
+func (o PlanOptions) withDefaults() PlanOptions {
+	if o.LargeFile <= 0 {
+		o.LargeFile = 8 << 20
+	}
+	if o.MaxLargeLayers <= 0 {
+		o.MaxLargeLayers = 8
+	}
+	if o.ChunkBytes <= 0 {
+		o.ChunkBytes = 32 << 20
+	}
+	return o
+}
+
+// maxSourceLayers caps the source partition so an image never grows past runtime layer limits.
+const maxSourceLayers = 32
+
+// Group is the set of entries that make one layer.
+type Group struct {
+	// Name describes the group for history and logs: "dependencies", "large: app/w.bin",
+	// "source 2/9", "generated".
+	Name  string
+	Class Class
+	// Entries are sorted by path; parent directories are added when the layer is written.
+	Entries []Entry
+	// dirs holds every directory of the whole plan, for the modes of parents written into
+	// this layer.
+	dirs map[string]*Entry
+}
+
+// dependencyNames are the files that describe dependencies: they change rarely and, on the
+// BuildKit path, trigger installs, so they sit in the lowest layer.
+var dependencyNames = []string{
+	"requirements*.txt", "constraints*.txt", "pyproject.toml", "setup.py", "setup.cfg",
+	"environment.yml", "environment.yaml", "conda.yml", "conda.yaml", "Pipfile", "Pipfile.lock",
+	"poetry.lock", "uv.lock", "pdm.lock", "package.json", "package-lock.json", "yarn.lock",
+	"go.mod", "go.sum",
+}
+
+// IsDependencyFile reports whether a file name (any directory) is a dependency manifest.
+func IsDependencyFile(p string) bool {
+	base := path.Base(p)
+	for _, pat := range dependencyNames {
+		if ok, _ := path.Match(pat, base); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Plan splits entries into layers by how often they change: dependency manifests lowest,
+// large files each in a layer of its own, source partitioned with content-defined boundaries
+// over the sorted paths, generated files on top. The order is stable and the number of layers
+// bounded. Adding, changing or deleting one source file changes one source layer (or two, when
+// the file itself is a boundary).
+func Plan(entries []Entry, opts PlanOptions) []Group {
+	opts = opts.withDefaults()
+	dirs := map[string]*Entry{}
+	for i := range entries {
+		if entries[i].Type == TypeDir {
+			dirs[entries[i].Path] = &entries[i]
+		}
+	}
+	var deps, large, source, top []Entry
+	for _, e := range entries {
+		switch classify(e, opts) {
+		case ClassDeps:
+			deps = append(deps, e)
+		case ClassLarge:
+			large = append(large, e)
+		case ClassTop:
+			top = append(top, e)
+		default:
+			source = append(source, e)
+		}
+	}
+	// The biggest files get their own layers; the rest rejoin the source partition.
+	if len(large) > opts.MaxLargeLayers {
+		sort.SliceStable(large, func(i, j int) bool {
+			if large[i].Size != large[j].Size {
+				return large[i].Size > large[j].Size
+			}
+			return large[i].Path < large[j].Path
+		})
+		source = append(source, large[opts.MaxLargeLayers:]...)
+		large = large[:opts.MaxLargeLayers]
+		sortEntries(source)
+	}
+	sortEntries(large)
+
+	var groups []Group
+	add := func(name string, c Class, es []Entry) {
+		if len(es) > 0 {
+			groups = append(groups, Group{Name: name, Class: c, Entries: es, dirs: dirs})
+		}
+	}
+	add("dependencies", ClassDeps, deps)
+	for _, e := range large {
+		add("large: /"+e.Path, ClassLarge, []Entry{e})
+	}
+	chunks := chunkSource(source, opts.ChunkBytes)
+	for i, c := range chunks {
+		name := "source"
+		if len(chunks) > 1 {
+			name = fmt.Sprintf("source %d/%d", i+1, len(chunks))
+		}
+		add(name, ClassSource, c)
+	}
+	add("generated", ClassTop, top)
+	return groups
+}
+
+func classify(e Entry, opts PlanOptions) Class {
+	if e.Class != ClassAuto {
+		return e.Class
+	}
+	switch {
+	case e.Type == TypeFile && IsDependencyFile(e.Path):
+		return ClassDeps
+	case e.Type == TypeFile && e.Size >= opts.LargeFile:
+		return ClassLarge
+	}
+	return ClassSource
+}
+
+func sortEntries(es []Entry) {
+	sort.SliceStable(es, func(i, j int) bool { return es[i].Path < es[j].Path })
+}
+
+// chunkSource cuts the sorted entries after every entry whose path hash has its low bits zero
+// (content-defined, so an insertion or deletion moves no other boundary), aiming at 8–16
+// chunks, plus a forced cut when a chunk reaches maxBytes (the next natural boundary
+// re-synchronises).
+func chunkSource(es []Entry, maxBytes int64) [][]Entry {
+	if len(es) == 0 {
+		return nil
+	}
+	avg := uint64(64)
+	for avg*2 <= uint64(len(es))/8 {
+		avg *= 2
+	}
+	mask := avg - 1
+	var chunks [][]Entry
+	start := 0
+	var bytes int64
+	for i, e := range es {
+		bytes += e.Size
+		if i == len(es)-1 {
+			break
+		}
+		h := fnv.New64a()
+		h.Write([]byte(e.Path))
+		if h.Sum64()&mask == 0 || bytes >= maxBytes {
+			chunks = append(chunks, es[start:i+1])
+			start, bytes = i+1, 0
+		}
+	}
+	chunks = append(chunks, es[start:])
+	// Beyond the cap, the last chunks merge: rare (it needs very unlucky hashes or a huge
+	// context), and bounded beats perfectly incremental there.
+	if len(chunks) > maxSourceLayers {
+		tail := chunks[maxSourceLayers-1:]
+		merged := tail[0][:len(tail[0]):len(tail[0])]
+		for _, c := range tail[1:] {
+			merged = append(merged, c...)
+		}
+		chunks = append(chunks[:maxSourceLayers-1], merged)
+	}
+	return chunks
+}
+
+// tarEntries is the group's entries with every parent directory in front, sorted: exactly what
+// the layer's tar holds.
+func (g *Group) tarEntries() []Entry {
+	seen := map[string]bool{}
+	var out []Entry
+	for _, e := range g.Entries {
+		seen[e.Path] = true
+	}
+	for _, e := range g.Entries {
+		for d := path.Dir(e.Path); d != "." && !seen[d]; d = path.Dir(d) {
+			seen[d] = true
+			if de, ok := g.dirs[d]; ok {
+				out = append(out, *de)
+			} else {
+				out = append(out, Entry{Path: d, Type: TypeDir, Mode: 0o755})
+			}
+		}
+	}
+	out = append(out, g.Entries...)
+	sortEntries(out)
+	// A hard link whose first name lives in another layer is stored as a copy.
+	files := map[string]bool{}
+	for i := range out {
+		switch out[i].Type {
+		case TypeFile:
+			files[out[i].Path] = true
+		case TypeHardlink:
+			if !files[out[i].Linkname] {
+				out[i].Type = TypeFile
+				out[i].Linkname = ""
+				files[out[i].Path] = true
+			}
+		}
+	}
+	return out
+}
+
+// Files counts the regular files, links and directories a group stores.
+func (g *Group) Files() int { return len(g.Entries) }
+
+func (g *Group) String() string {
+	return fmt.Sprintf("%s (%d entries)", g.Name, len(g.Entries))
+}

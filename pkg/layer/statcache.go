@@ -1,0 +1,209 @@
+package layer
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/gob"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// StatCache remembers the content digest of local files by their stat data (size, mtime,
+// ctime, inode, device, mode), so an unchanged file is never read again. A file is re-hashed
+// only when its stat data changes.
+type StatCache struct {
+	file string
+
+	mu   sync.Mutex
+	old  map[string]statRecord
+	seen map[string]statRecord
+}
+
+type statRecord struct {
+	K      statKey
+	Digest [32]byte
+}
+
+// racyWindow is how recently a file may have been modified for its digest not to be
+// remembered: it could change again within the filesystem's timestamp granularity without its
+// stat data changing (git's "racy" entries). Filesystems with sub-second timestamps need a short
+// window; whole-second ones (or coarser) a long one.
+func racyWindow(mtime time.Time) time.Duration {
+	if mtime.Nanosecond() != 0 {
+		return 100 * time.Millisecond
+	}
+	return 2 * time.Second
+}
+
+// OpenStatCache loads the cache stored in file. A missing or unreadable file gives an empty
+// cache: it is only an accelerator, never a source of truth.
+func OpenStatCache(file string) *StatCache {
+	c := &StatCache{file: file, old: map[string]statRecord{}, seen: map[string]statRecord{}}
+	if file == "" {
+		return c
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return c
+	}
+	defer f.Close()
+	var m map[string]statRecord
+	if err := gob.NewDecoder(bufio.NewReader(f)).Decode(&m); err == nil {
+		c.old = m
+	}
+	return c
+}
+
+func (c *StatCache) lookup(p string, k statKey) ([32]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.old[p]
+	if ok && r.K == k {
+		c.seen[p] = r
+		return r.Digest, true
+	}
+	return [32]byte{}, false
+}
+
+func (c *StatCache) remember(p string, k statKey, d [32]byte, mtime time.Time) {
+	if time.Since(mtime) < racyWindow(mtime) {
+		return
+	}
+	c.mu.Lock()
+	c.seen[p] = statRecord{K: k, Digest: d}
+	c.mu.Unlock()
+}
+
+// Save writes what this build saw (files gone since are dropped) atomically.
+func (c *StatCache) Save() error {
+	if c.file == "" {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return writeFileAtomic(c.file, func(w io.Writer) error {
+		return gob.NewEncoder(w).Encode(c.seen)
+	})
+}
+
+// HashEntries fills in the content digest of every regular file (and hard link), reading only
+// the files whose stat data the cache does not know.
+func HashEntries(ctx context.Context, entries []Entry, cache *StatCache, jobs int) (hashed int, err error) {
+	if cache == nil {
+		cache = OpenStatCache("")
+	}
+	if jobs < 1 {
+		jobs = 1
+	}
+	var mu sync.Mutex
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(jobs)
+	for i := range entries {
+		e := &entries[i]
+		if e.Type != TypeFile && e.Type != TypeHardlink {
+			continue
+		}
+		if e.Source == "" {
+			e.digest = sha256.Sum256(e.Data)
+			e.hashed = true
+			continue
+		}
+		k := e.statKey()
+		if d, ok := cache.lookup(e.Source, k); ok {
+			e.digest, e.hashed = d, true
+			continue
+		}
+		g.Go(func() error {
+			d, err := hashFile(ctx, e)
+			if err != nil {
+				return err
+			}
+			e.digest, e.hashed = d, true
+			cache.remember(e.Source, k, d, e.ModTime)
+			mu.Lock()
+			hashed++
+			mu.Unlock()
+			return nil
+		})
+	}
+	err = g.Wait()
+	return hashed, err
+}
+
+func hashFile(ctx context.Context, e *Entry) ([32]byte, error) {
+	var d [32]byte
+	if err := ctx.Err(); err != nil {
+		return d, err
+	}
+	f, err := os.Open(e.Source)
+	if err != nil {
+		return d, fmt.Errorf("cannot read %s: %w (fix its permissions or exclude it in .dockerignore)", e.Source, unwrapPathErr(err))
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return d, fmt.Errorf("read %s: %w", e.Source, unwrapPathErr(err))
+	}
+	if err := checkUnchanged(f, e, n); err != nil {
+		return d, err
+	}
+	copy(d[:], h.Sum(nil))
+	return d, nil
+}
+
+// ErrFileChanged reports a file that changed while the build was reading it.
+var ErrFileChanged = errors.New("file changed while it was being read")
+
+// checkUnchanged re-checks a file after reading it, so content that was being written during
+// the build is reported rather than baked in half-written.
+func checkUnchanged(f *os.File, e *Entry, n int64) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", e.Source, err)
+	}
+	if n != e.Size || fi.Size() != e.Size || !fi.ModTime().Equal(e.ModTime) {
+		return fmt.Errorf("%s: %w (size %d → %d): rerun the build once it is stable", e.Source, ErrFileChanged, e.Size, fi.Size())
+	}
+	return nil
+}
+
+func digestHex(d [32]byte) string { return hex.EncodeToString(d[:]) }
+
+// writeFileAtomic writes file through a temporary file in the same directory and renames it
+// into place, so readers (and a crash) see the old content or the new, never a torn file.
+func writeFileAtomic(file string, write func(io.Writer) error) (err error) {
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(file), ".tmp-"+filepath.Base(file)+"-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	bw := bufio.NewWriter(tmp)
+	if err = write(bw); err != nil {
+		return err
+	}
+	if err = bw.Flush(); err != nil {
+		return err
+	}
+	if err = tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), file)
+}

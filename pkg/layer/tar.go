@@ -1,0 +1,133 @@
+package layer
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"sync"
+	"time"
+)
+
+// TarOptions are the knobs of the deterministic tar writer; all are part of a layer's key.
+type TarOptions struct {
+	// Epoch clamps modification times: a later time becomes Epoch (SOURCE_DATE_EPOCH
+	// semantics). The zero value means the Unix epoch, so every mtime is 0.
+	Epoch time.Time
+	// UID and GID own every entry (0 by default, as --chown changes).
+	UID, GID int
+}
+
+func (o TarOptions) clamp(t time.Time) time.Time {
+	epoch := o.Epoch
+	if epoch.IsZero() {
+		epoch = time.Unix(0, 0)
+	}
+	if t.IsZero() || t.After(epoch) {
+		return epoch.UTC().Truncate(time.Second)
+	}
+	return t.UTC().Truncate(time.Second)
+}
+
+// header is the tar header of an entry: sorted input, explicit parents, numeric owner with
+// empty names, kept modes, clamped mtimes, no atime/ctime, PAX only when a field needs it.
+func (o TarOptions) header(e *Entry) *tar.Header {
+	h := &tar.Header{
+		Name:    e.Path,
+		Mode:    tarMode(e.Mode),
+		Uid:     o.UID,
+		Gid:     o.GID,
+		ModTime: o.clamp(e.ModTime),
+	}
+	switch e.Type {
+	case TypeDir:
+		h.Typeflag = tar.TypeDir
+		h.Name += "/"
+	case TypeFile:
+		h.Typeflag = tar.TypeReg
+		h.Size = e.Size
+	case TypeSymlink:
+		h.Typeflag = tar.TypeSymlink
+		h.Linkname = e.Linkname
+	case TypeHardlink:
+		h.Typeflag = tar.TypeLink
+		h.Linkname = e.Linkname
+	}
+	return h
+}
+
+func tarMode(m fs.FileMode) int64 {
+	mode := int64(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		mode |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		mode |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		mode |= 0o1000
+	}
+	return mode
+}
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+// writeTar writes entries (already complete: parents included, sorted) as a tar stream. Every
+// file's content is checked against the digest its layer key was computed from, so a file that
+// changed after hashing can never be cached under the old key.
+func writeTar(ctx context.Context, w io.Writer, entries []Entry, o TarOptions) error {
+	tw := tar.NewWriter(w)
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	for i := range entries {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		e := &entries[i]
+		if err := tw.WriteHeader(o.header(e)); err != nil {
+			return fmt.Errorf("write tar header for /%s: %w", e.Path, err)
+		}
+		if e.Type != TypeFile {
+			continue
+		}
+		if err := writeContent(tw, e, *buf); err != nil {
+			return err
+		}
+	}
+	return tw.Close()
+}
+
+func writeContent(tw *tar.Writer, e *Entry, buf []byte) error {
+	h := sha256.New()
+	if e.Source == "" {
+		if _, err := io.CopyBuffer(io.MultiWriter(tw, h), bytes.NewReader(e.Data), buf); err != nil {
+			return fmt.Errorf("write /%s: %w", e.Path, err)
+		}
+	} else {
+		f, err := os.Open(e.Source)
+		if err != nil {
+			return fmt.Errorf("cannot read %s: %w", e.Source, unwrapPathErr(err))
+		}
+		defer f.Close()
+		// Never more than the header promised: a file that grew is caught below.
+		n, err := io.CopyBuffer(io.MultiWriter(tw, h), io.LimitReader(f, e.Size), buf)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", e.Source, unwrapPathErr(err))
+		}
+		if err := checkUnchanged(f, e, n); err != nil {
+			return err
+		}
+	}
+	if e.hashed {
+		var got [32]byte
+		copy(got[:], h.Sum(nil))
+		if got != e.digest {
+			return fmt.Errorf("%s: %w (content differs from when it was hashed): rerun the build once it is stable", e.Source, ErrFileChanged)
+		}
+	}
+	return nil
+}

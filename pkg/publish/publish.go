@@ -1,0 +1,171 @@
+package publish
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/match"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/fairing-dev/fairing/pkg/build"
+	"github.com/fairing-dev/fairing/pkg/registryclient"
+)
+
+// Options for Publish.
+type Options struct {
+	Registry registryclient.Config
+	// Progress receives upload progress for registry destinations; Publish closes it.
+	Progress chan v1.Update
+}
+
+// Report says what publishing did.
+type Report struct {
+	Digest string `json:"digest"`
+	// Pushed, Mounted and Skipped are blob digests uploaded, mounted from another repository,
+	// and found already present.
+	Pushed        []string `json:"pushed"`
+	Mounted       []string `json:"mounted"`
+	Skipped       []string `json:"skipped"`
+	Manifests     []string `json:"manifests"`
+	BytesUploaded int64    `json:"bytesUploaded"`
+}
+
+// Publish writes res to every destination. Registry destinations go in one pass: blobs shared
+// by several destinations are uploaded once, only blobs a registry lacks are uploaded, base
+// layers on the same registry are mounted, and each tag is written only after everything it
+// points to is in place, so a failure never leaves a tag on an incomplete image.
+func Publish(ctx context.Context, res *build.Result, dests []Destination, o Options) (*Report, error) {
+	digest, err := res.Digest()
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{Digest: digest.String()}
+	rec := &recorder{}
+	todo := map[name.Reference]remote.Taggable{}
+	var local []Destination
+	for _, d := range dests {
+		switch d.Kind {
+		case Registry:
+			todo[d.Ref] = res.Taggable()
+		case Layout:
+			local = append(local, d)
+		case Tarball:
+			if res.Index != nil {
+				return nil, fmt.Errorf("destination %s: a docker-load tarball holds one platform; choose it with --platform", d)
+			}
+			local = append(local, d)
+		}
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	if len(todo) > 0 {
+		rc := o.Registry
+		inner := rc.Wrap
+		rc.Wrap = func(rt httpRoundTripper) httpRoundTripper {
+			if inner != nil {
+				rt = inner(rt)
+			}
+			return rec.wrap(rt)
+		}
+		opts, err := rc.RemoteOptions(gctx)
+		if err != nil {
+			return nil, err
+		}
+		if o.Progress != nil {
+			opts = append(opts, remote.WithProgress(o.Progress))
+		}
+		g.Go(func() error {
+			if err := remote.MultiWrite(todo, opts...); err != nil {
+				return fmt.Errorf("push: %w", registryclient.Explain(err))
+			}
+			return nil
+		})
+	} else if o.Progress != nil {
+		close(o.Progress)
+	}
+	tagName := tarballTag(dests)
+	for _, d := range local {
+		g.Go(func() error {
+			var err error
+			if d.Kind == Layout {
+				err = writeLayout(d, res)
+			} else {
+				err = writeTarball(d, res, tagName)
+			}
+			if err != nil {
+				return fmt.Errorf("write %s: %w", d, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	rec.fill(rep)
+	return rep, nil
+}
+
+func writeLayout(d Destination, res *build.Result) error {
+	p, err := layout.FromPath(d.Path)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%s exists but is not an OCI image layout: %w", d.Path, err)
+		}
+		if p, err = layout.Write(d.Path, empty.Index); err != nil {
+			return err
+		}
+	}
+	m := match.Annotation(build.AnnotationRefName, d.Tag)
+	opt := layout.WithAnnotations(map[string]string{build.AnnotationRefName: d.Tag})
+	if res.Index != nil {
+		return p.ReplaceIndex(res.Index, m, opt)
+	}
+	return p.ReplaceImage(res.Image, m, opt)
+}
+
+// writeTarball writes through a temporary file: a reader never sees half a tarball.
+func writeTarball(d Destination, res *build.Result, tag name.Tag) error {
+	dir := filepath.Dir(d.Path)
+	tmp, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(d.Path)+"-*")
+	if err != nil {
+		return err
+	}
+	tmp.Close()
+	defer os.Remove(tmp.Name())
+	if err := tarball.MultiRefWriteToFile(tmp.Name(), map[name.Reference]v1.Image{tag: res.Image}); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), d.Path)
+}
+
+// tarballTag names the image inside a docker-load tarball: the first registry tag given, else
+// fairing/image:latest.
+func tarballTag(dests []Destination) name.Tag {
+	for _, d := range dests {
+		if t, ok := d.Ref.(name.Tag); ok && d.Kind == Registry {
+			return t
+		}
+	}
+	t, _ := name.NewTag("fairing/image:latest")
+	return t
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,178 @@
+// Package registryclient holds what every registry conversation shares: reference parsing
+// (with insecure hosts), credentials (Docker config, credential helpers, the Kubernetes
+// keychain in a cluster), TLS (system roots plus extra CAs), retries, and error messages that
+// say what to do.
+package registryclient
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+)
+
+// Config describes how to reach registries.
+type Config struct {
+	// Insecure lists registries (host or host:port) that may be reached over plain HTTP or
+	// HTTPS without certificate verification. Loopback registries always may use HTTP.
+	Insecure []string
+	// CAFiles are PEM files of extra certificate authorities to trust (self-signed registries).
+	CAFiles []string
+	// Jobs bounds concurrent uploads per push.
+	Jobs int
+	// Keychain overrides the default (Docker config + credential helpers).
+	Keychain authn.Keychain
+	// Wrap, if set, wraps the base HTTP transport (under auth and retries), e.g. to record
+	// what was uploaded.
+	Wrap func(http.RoundTripper) http.RoundTripper
+	// UserAgent is sent with every request.
+	UserAgent string
+}
+
+// ParseReference parses a registry reference, allowing plain HTTP for insecure hosts.
+func (c Config) ParseReference(s string) (name.Reference, error) {
+	ref, err := name.ParseReference(s)
+	if err != nil {
+		return nil, fmt.Errorf("invalid image reference %q: %v (expected e.g. registry.example.com/team/image:tag)", s, err)
+	}
+	if c.isInsecure(ref.Context().RegistryStr()) {
+		ref, err = name.ParseReference(s, name.Insecure)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return ref, nil
+}
+
+func (c Config) isInsecure(registry string) bool {
+	host, _, err := net.SplitHostPort(registry)
+	if err != nil {
+		host = registry
+	}
+	for _, h := range c.Insecure {
+		if h == registry || h == host {
+			return true
+		}
+	}
+	return false
+}
+
+// Keychain is Config.Keychain or Docker's config and credential helpers, plus, inside a
+// Kubernetes pod, the pod's service account and image pull secrets.
+func (c Config) keychain(ctx context.Context) authn.Keychain {
+	if c.Keychain != nil {
+		return c.Keychain
+	}
+	return DefaultKeychain(ctx)
+}
+
+// Transport is the HTTP transport under ggcr's auth and retry layers: system roots plus
+// CAFiles, and verification skipped only for hosts listed as insecure.
+func (c Config) Transport() (http.RoundTripper, error) {
+	t := remote.DefaultTransport.(*http.Transport).Clone()
+	if len(c.CAFiles) > 0 || len(c.Insecure) > 0 {
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		for _, f := range c.CAFiles {
+			pem, err := os.ReadFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("read registry CA: %w", err)
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("registry CA %s holds no PEM certificate", f)
+			}
+		}
+		cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		if len(c.Insecure) > 0 {
+			// Go verifies per connection only through VerifyConnection when skipping the
+			// default check: verify every host except the insecure ones ourselves.
+			cfg.InsecureSkipVerify = true
+			cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+				if c.isInsecure(cs.ServerName) {
+					return nil
+				}
+				opts := x509.VerifyOptions{Roots: pool, DNSName: cs.ServerName, Intermediates: x509.NewCertPool()}
+				for _, ic := range cs.PeerCertificates[1:] {
+					opts.Intermediates.AddCert(ic)
+				}
+				_, err := cs.PeerCertificates[0].Verify(opts)
+				return err
+			}
+		}
+		t.TLSClientConfig = cfg
+	}
+	var rt http.RoundTripper = t
+	if c.Wrap != nil {
+		rt = c.Wrap(rt)
+	}
+	return rt, nil
+}
+
+// RemoteOptions are the go-containerregistry options for one operation.
+func (c Config) RemoteOptions(ctx context.Context) ([]remote.Option, error) {
+	t, err := c.Transport()
+	if err != nil {
+		return nil, err
+	}
+	opts := []remote.Option{
+		remote.WithContext(ctx),
+		remote.WithAuthFromKeychain(c.keychain(ctx)),
+		remote.WithTransport(t),
+	}
+	if c.Jobs > 0 {
+		opts = append(opts, remote.WithJobs(c.Jobs))
+	}
+	if c.UserAgent != "" {
+		opts = append(opts, remote.WithUserAgent(c.UserAgent))
+	}
+	return opts, nil
+}
+
+// Explain turns the registry errors users hit most into a sentence that says what to do,
+// keeping the original error wrapped. Credentials never appear: ggcr redacts them.
+func Explain(err error) error {
+	if err == nil {
+		return nil
+	}
+	var te *transport.Error
+	if errors.As(err, &te) {
+		switch te.StatusCode {
+		case http.StatusUnauthorized:
+			return fmt.Errorf("the registry refused the credentials (401 Unauthorized): run `docker login` for it or fix its credential helper in ~/.docker/config.json: %w", err)
+		case http.StatusForbidden:
+			return fmt.Errorf("access denied (403 Forbidden): these credentials may not use this repository: %w", err)
+		case http.StatusNotFound:
+			return fmt.Errorf("not found (404): check the repository and tag: %w", err)
+		case http.StatusTooManyRequests:
+			return fmt.Errorf("the registry is rate limiting (429) and retries ran out: try again later: %w", err)
+		}
+		if te.StatusCode >= 500 {
+			return fmt.Errorf("the registry failed (%d) and retries ran out: %w", te.StatusCode, err)
+		}
+	}
+	var ue *x509.UnknownAuthorityError
+	var he x509.HostnameError
+	if errors.As(err, &ue) || errors.As(err, &he) || strings.Contains(err.Error(), "x509: certificate") {
+		return fmt.Errorf("the registry's TLS certificate is not trusted: pass its CA with --registry-ca, or --insecure-registry HOST to skip verification: %w", err)
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return fmt.Errorf("cannot reach the registry: is it running and is the address right? %w", err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("timed out talking to the registry (raise --timeout if it is just slow): %w", err)
+	}
+	return err
+}
