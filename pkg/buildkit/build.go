@@ -54,7 +54,7 @@ func (c *Conn) Build(ctx context.Context, o Options) (*Result, error) {
 		secrets = append(secrets, sec)
 		ids = append(ids, sec.id)
 	}
-	in, dockerfile, release, err := prepare(&o, ids)
+	in, dockerfile, release, err := prepare(ctx, &o, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +130,7 @@ func (c *Conn) solve(ctx context.Context, opt client.SolveOpt, rec *recorder, mo
 
 // prepare resolves the Dockerfile and context: the user's as they are, or a generated
 // Dockerfile and a staged context in the state dir (locked for the build's duration).
-func prepare(o *Options, secretIDs []string) (input, []byte, func(), error) {
+func prepare(ctx context.Context, o *Options, secretIDs []string) (input, []byte, func(), error) {
 	nop := func() {}
 	if o.Spec == nil {
 		ctxDir, err := filepath.Abs(o.ContextDir)
@@ -159,7 +159,7 @@ func prepare(o *Options, secretIDs []string) (input, []byte, func(), error) {
 		}, data, nop, nil
 	}
 
-	p, err := planSpec(*o.Spec)
+	p, err := planSpec(ctx, *o.Spec)
 	if err != nil {
 		return input{}, nil, nop, err
 	}

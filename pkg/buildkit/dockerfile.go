@@ -2,12 +2,14 @@ package buildkit
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
-	"path"
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/fairing-dev/fairing/pkg/layer"
 )
 
 // defaultSecretEnv points tools at well-known secrets mounted for the install step.
@@ -21,8 +23,8 @@ var secretID = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 
 // GenerateDockerfile returns the Dockerfile Build would generate for s (what --print-dockerfile
 // shows). secretIDs are the ids of the build's secrets, mounted for the install step.
-func GenerateDockerfile(s Spec, secretIDs ...string) ([]byte, error) {
-	p, err := planSpec(s)
+func GenerateDockerfile(ctx context.Context, s Spec, secretIDs ...string) ([]byte, error) {
+	p, err := planSpec(ctx, s)
 	if err != nil {
 		return nil, err
 	}
@@ -31,8 +33,8 @@ func GenerateDockerfile(s Spec, secretIDs ...string) ([]byte, error) {
 
 // Requirements returns the requirement files the generated Dockerfile for s installs: empty when
 // nothing needs installing (then the append builder can do the build without a buildkitd).
-func Requirements(s Spec) ([]string, error) {
-	p, err := planSpec(s)
+func Requirements(ctx context.Context, s Spec) ([]string, error) {
+	p, err := planSpec(ctx, s)
 	if err != nil {
 		return nil, err
 	}
@@ -59,19 +61,19 @@ func dockerfile(s Spec, p *plan, secretIDs []string) ([]byte, error) {
 		}
 		fmt.Fprintf(&b, "ENV %s=%s\n", k, quoteEnv(s.Env[k]))
 	}
-	if p.used[groupDeps] {
-		fmt.Fprintf(&b, "COPY %s/ /\n", groupDirs[groupDeps])
-	}
-	if len(p.requirements) > 0 {
-		run, err := installStep(s, p, secretIDs)
-		if err != nil {
-			return nil, err
+	installed := false
+	for _, g := range p.groups {
+		if g.class != layer.ClassDeps && !installed {
+			if err := writeInstall(&b, s, p, secretIDs); err != nil {
+				return nil, err
+			}
+			installed = true
 		}
-		b.WriteString(run)
+		fmt.Fprintf(&b, "COPY %s/ /\n", g.dir)
 	}
-	for _, g := range []group{groupLarge, groupCode, groupTop} {
-		if p.used[g] {
-			fmt.Fprintf(&b, "COPY %s/ /\n", groupDirs[g])
+	if !installed {
+		if err := writeInstall(&b, s, p, secretIDs); err != nil {
+			return nil, err
 		}
 	}
 	if len(s.Entrypoint) > 0 {
@@ -81,6 +83,19 @@ func dockerfile(s Spec, p *plan, secretIDs []string) ([]byte, error) {
 		fmt.Fprintf(&b, "CMD %s\n", execForm(s.Cmd))
 	}
 	return b.Bytes(), nil
+}
+
+// writeInstall writes the install step, if there is anything to install.
+func writeInstall(b *bytes.Buffer, s Spec, p *plan, secretIDs []string) error {
+	if len(p.requirements) == 0 {
+		return nil
+	}
+	run, err := installStep(s, p, secretIDs)
+	if err != nil {
+		return err
+	}
+	b.WriteString(run)
+	return nil
 }
 
 // installStep is the pip RUN: as root it installs system-wide, as any other user with --user
@@ -147,15 +162,4 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-// groupOf returns the staged-context directory of an image path in p (for tests and errors).
-func (p *plan) groupOf(dest string) (string, bool) {
-	dest = path.Clean(dest)
-	for _, e := range p.entries {
-		if e.dest == dest {
-			return groupDirs[e.group], true
-		}
-	}
-	return "", false
 }

@@ -1,6 +1,7 @@
 package buildkit
 
 import (
+	"context"
 	"flag"
 	"os"
 	"path/filepath"
@@ -92,7 +93,7 @@ func TestGenerateDockerfileGolden(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := GenerateDockerfile(tc.spec, tc.secrets...)
+			got, err := GenerateDockerfile(context.Background(), tc.spec, tc.secrets...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -129,23 +130,23 @@ func TestGenerateDockerfileErrors(t *testing.T) {
 		{"bad env", Spec{Base: "b", Env: map[string]string{"A-B": "1"}}, `"A-B" is not valid`},
 		{"env line break", Spec{Base: "b", Env: map[string]string{"A": "1\nRUN x"}}, "line break"},
 		{"relative workdir", Spec{Base: "b", WorkDir: "app"}, "absolute"},
-		{"relative dest", Spec{Base: "b", Sources: []layer.Source{{Dest: "app/x", Data: []byte("x")}}}, "absolute image path"},
+		{"relative dest", Spec{Base: "b", Sources: []layer.Source{{Dest: "app/x", Data: []byte("x")}}}, "must be an absolute path"},
 		{"missing path", Spec{Base: "b", Sources: []layer.Source{{Dest: "/app/x", Path: filepath.Join(dir, "nope")}}}, "no such file"},
-		{"requirements not deps", Spec{Base: "b", Sources: []layer.Source{{Dest: "/app/requirements.txt", Data: []byte("x"), Class: layer.ClassSource}}}, "not ClassDeps"},
+		{"requirements not deps", Spec{Base: "b", Sources: []layer.Source{{Dest: "/app/requirements.txt", Data: []byte("x"), Class: layer.ClassSource}}}, "not a dependency (ClassDeps) source"},
 		{"requirements not provided", Spec{Base: "b", Requirements: []string{"req.txt"}, Sources: []layer.Source{code}}, "/app/req.txt is not provided"},
 		{"symlink escapes", Spec{Base: "b", Sources: []layer.Source{{Dest: "/app", Path: dir}}}, "points outside"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := GenerateDockerfile(tc.spec)
+			_, err := GenerateDockerfile(context.Background(), tc.spec)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want one containing %q", err, tc.want)
 			}
 		})
 	}
-	if _, err := GenerateDockerfile(Spec{Base: "b", Requirements: []string{}, Sources: []layer.Source{{Dest: "/app/requirements.txt", Data: []byte("x"), Class: layer.ClassDeps}}}, "bad id!"); err != nil {
+	if _, err := GenerateDockerfile(context.Background(), Spec{Base: "b", Requirements: []string{}, Sources: []layer.Source{{Dest: "/app/requirements.txt", Data: []byte("x"), Class: layer.ClassDeps}}}, "bad id!"); err != nil {
 		t.Fatalf("no install step, so the secret id is not used: %v", err)
 	}
-	if _, err := GenerateDockerfile(Spec{Base: "b", Sources: []layer.Source{{Dest: "/app/requirements.txt", Data: []byte("x")}}}, "bad id!"); err == nil {
+	if _, err := GenerateDockerfile(context.Background(), Spec{Base: "b", Sources: []layer.Source{{Dest: "/app/requirements.txt", Data: []byte("x")}}}, "bad id!"); err == nil {
 		t.Fatal("a secret id with spaces was accepted into the install step")
 	}
 }
@@ -163,7 +164,7 @@ func TestRequirements(t *testing.T) {
 		{"disabled", Spec{Base: "b", Requirements: []string{}, Sources: []layer.Source{{Dest: "/app", Path: dir, Ignore: mustPM(t, "pkgs")}}}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := Requirements(tc.spec)
+			got, err := Requirements(context.Background(), tc.spec)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -190,39 +191,45 @@ func TestPlanGroups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Truncate(LargeFileSize); err != nil {
+	if err := f.Truncate(16 << 20); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
-	p, err := planSpec(Spec{Base: "b", Sources: []layer.Source{
+	p, err := planSpec(context.Background(), Spec{Base: "b", Sources: []layer.Source{
 		{Dest: "/app", Path: dir, Ignore: mustPM(t, ".git", "pkgs/mylib/pyproject.toml")},
 		{Dest: "/app/model/weights.bin", Path: big},
-		{Dest: "/app/util/helpers.py", Data: []byte("X = 2\n")}, // replaces the file from the directory
 		{Dest: "/app/run.sh", Data: []byte("#!/bin/sh\n"), Mode: 0o755, Class: layer.ClassTop},
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	where := map[string]string{}
+	for _, g := range p.groups {
+		for _, e := range g.entries {
+			where["/"+e.Path] = g.dir
+		}
+	}
 	for dest, want := range map[string]string{
-		"/app/requirements.txt":             "deps",
-		"/app/model/weights.bin":            "large",
-		"/app/train.py":                     "code",
-		"/app/pkgs/mylib/mylib/__init__.py": "code",
-		"/app/util/helpers.py":              "code",
-		"/app/run.sh":                       "top",
+		"/app/requirements.txt":             "00-dependencies",
+		"/app/model/weights.bin":            "01-large",
+		"/app/train.py":                     "02-source",
+		"/app/pkgs/mylib/mylib/__init__.py": "02-source",
+		"/app/util/helpers.py":              "02-source",
+		"/app/run.sh":                       "03-generated",
 	} {
-		if got, ok := p.groupOf(dest); !ok || got != want {
-			t.Errorf("%s: group %q (present %v), want %q", dest, got, ok, want)
+		if where[dest] != want {
+			t.Errorf("%s: in %q, want %q", dest, where[dest], want)
 		}
 	}
 	for _, gone := range []string{"/app/.git/HEAD", "/app/.git", "/app/pkgs/mylib/pyproject.toml"} {
-		if _, ok := p.groupOf(gone); ok {
-			t.Errorf("%s is ignored but planned", gone)
+		if g, ok := where[gone]; ok {
+			t.Errorf("%s is ignored but planned in %s", gone, g)
 		}
 	}
-	for _, e := range p.entries {
-		if e.dest == "/app/util/helpers.py" && string(e.data) != "X = 2\n" {
-			t.Errorf("a later source did not replace an earlier one at the same path")
-		}
+	if _, err := planSpec(context.Background(), Spec{Base: "b", Sources: []layer.Source{
+		{Dest: "/app", Path: dir},
+		{Dest: "/app/train.py", Data: []byte("x")},
+	}}); err == nil {
+		t.Error("two sources for one path were accepted")
 	}
 }

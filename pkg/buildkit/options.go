@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/moby/buildkit/util/progress/progressui"
+
+	"github.com/fairing-dev/fairing/pkg/publish"
 )
 
 // Options is one BuildKit build. Exactly one of Spec (generate the Dockerfile) or
@@ -41,7 +43,7 @@ type Options struct {
 	Secrets []string
 
 	// Destinations receive the image; none means build and report the digest without pushing.
-	Destinations []Destination
+	Destinations []publish.Destination
 	// CacheRepo is a registry reference for BuildKit's cache (imported, and exported with
 	// mode=max), so a build on another machine reuses layers. A reference without a tag gets
 	// the tag "buildcache".
@@ -209,7 +211,7 @@ func (o *Options) validate() error {
 	}
 	seenOCI := ""
 	for _, d := range o.Destinations {
-		if d.Kind == OCILayout {
+		if d.Kind == publish.Layout {
 			if seenOCI != "" && seenOCI != d.Path {
 				return fmt.Errorf("destinations: one oci: directory per BuildKit build (got %s and %s)", seenOCI, d.Path)
 			}

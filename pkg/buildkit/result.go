@@ -8,6 +8,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/exporter/containerimage/exptypes"
+
+	"github.com/fairing-dev/fairing/pkg/publish"
 )
 
 // Result is a finished build.
@@ -59,7 +61,7 @@ func (r *Result) CachedSteps() (cached, total int) {
 	return cached, total
 }
 
-func newResult(resp map[string]string, dests []Destination) (*Result, error) {
+func newResult(resp map[string]string, dests []publish.Destination) (*Result, error) {
 	r := &Result{ExporterResponse: resp}
 	ds := resp[exptypes.ExporterImageDigestKey]
 	if ds == "" {
@@ -85,7 +87,7 @@ func newResult(resp map[string]string, dests []Destination) (*Result, error) {
 		}
 	}
 	for _, d := range dests {
-		if d.Kind == Registry {
+		if d.Kind == publish.Registry {
 			r.References = append(r.References, d.Ref.Context().Digest(h.String()))
 		}
 	}

@@ -16,6 +16,8 @@ import (
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/secrets/secretsprovider"
 	"github.com/tonistiigi/fsutil"
+
+	"github.com/fairing-dev/fairing/pkg/publish"
 )
 
 // input is the prepared Dockerfile and context of one build.
@@ -168,15 +170,15 @@ func exportEntries(o *Options, epoch int64) ([]client.ExportEntry, *outputs, err
 	var exports []client.ExportEntry
 	for _, d := range o.Destinations {
 		switch d.Kind {
-		case Registry:
+		case publish.Registry:
 			names = append(names, d.Ref.Name())
-		case OCILayout:
+		case publish.Layout:
 			out.ociDir = d.Path
 			out.ociTags = append(out.ociTags, d.Tag)
 		}
 	}
 	sort.Strings(names)
-	if len(names) > 0 || (out.ociDir == "" && !hasKind(o.Destinations, Tarball)) {
+	if len(names) > 0 || (out.ociDir == "" && !hasKind(o.Destinations, publish.Tarball)) {
 		// with no destination at all the image exporter still reports the digest, unpushed
 		attrs := with(nil)
 		if len(names) > 0 {
@@ -197,7 +199,7 @@ func exportEntries(o *Options, epoch int64) ([]client.ExportEntry, *outputs, err
 		exports = append(exports, client.ExportEntry{Type: client.ExporterOCI, Attrs: with(map[string]string{"tar": "false"}), OutputStore: store})
 	}
 	for _, d := range o.Destinations {
-		if d.Kind != Tarball {
+		if d.Kind != publish.Tarball {
 			continue
 		}
 		final := d.Path
@@ -221,7 +223,7 @@ func exportEntries(o *Options, epoch int64) ([]client.ExportEntry, *outputs, err
 	return exports, out, nil
 }
 
-func hasKind(ds []Destination, k DestinationKind) bool {
+func hasKind(ds []publish.Destination, k publish.Kind) bool {
 	for _, d := range ds {
 		if d.Kind == k {
 			return true

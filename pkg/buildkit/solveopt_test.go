@@ -13,13 +13,20 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/moby/buildkit/client"
+
+	"github.com/fairing-dev/fairing/pkg/publish"
+	"github.com/fairing-dev/fairing/pkg/registryclient"
 )
 
-func mustDests(t *testing.T, ss ...string) []Destination {
+func mustDests(t *testing.T, ss ...string) []publish.Destination {
 	t.Helper()
-	ds, err := ParseDestinations(ss)
-	if err != nil {
-		t.Fatal(err)
+	var ds []publish.Destination
+	for _, s := range ss {
+		d, err := publish.ParseDestination(s, registryclient.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, d)
 	}
 	return ds
 }
@@ -191,37 +198,6 @@ func TestEpochFromEnv(t *testing.T) {
 	}
 }
 
-func TestParseDestination(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want string // String() of the result
-		kind DestinationKind
-		err  string
-	}{
-		{in: "127.0.0.1:5000/a/b:1", want: "127.0.0.1:5000/a/b:1", kind: Registry},
-		{in: "oci:/tmp/out", want: "oci:/tmp/out:latest", kind: OCILayout},
-		{in: "oci:/tmp/out:v3", want: "oci:/tmp/out:v3", kind: OCILayout},
-		{in: "oci:rel/dir/:x", want: "oci:rel/dir:x", kind: OCILayout},
-		{in: "tar:/tmp/x.tar", want: "tar:/tmp/x.tar", kind: Tarball},
-		{in: "oci:", err: "want oci:DIR"},
-		{in: "oci:/x:bad tag", err: "not a valid tag"},
-		{in: "tar:", err: "want tar:FILE"},
-		{in: "Bad Ref", err: "want an image reference"},
-		{in: "127.0.0.1:5000/a@sha256:" + strings.Repeat("0", 64), err: "cannot push to a digest"},
-	} {
-		d, err := ParseDestination(tc.in)
-		if tc.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Errorf("%q: err = %v, want %q", tc.in, err, tc.err)
-			}
-			continue
-		}
-		if err != nil || d.String() != tc.want || d.Kind != tc.kind {
-			t.Errorf("%q: got %v %v %v, want %v %v", tc.in, d, d.Kind, err, tc.want, tc.kind)
-		}
-	}
-}
-
 func TestParseSecret(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "s")
 	os.WriteFile(f, []byte("x"), 0o600)
@@ -264,7 +240,7 @@ func TestValidate(t *testing.T) {
 		{Options{Spec: &Spec{Base: "b"}, ContextDir: "."}, "not both"},
 		{Options{Spec: &Spec{Base: "b"}, Dockerfile: "Dockerfile"}, "not to a generated one"},
 		{Options{ContextDir: ".", Progress: "fancy"}, "progress mode"},
-		{Options{ContextDir: ".", Destinations: mustDests(t, "oci:/a", "oci:/b")}, "one oci: directory"},
+		{Options{ContextDir: ".", Destinations: mustDests(t, "oci:/a:x", "oci:/b:x")}, "one oci: directory"},
 		{Options{ContextDir: ".", Destinations: mustDests(t, "oci:/a:x", "oci:/a:y")}, ""},
 	} {
 		err := tc.o.validate()

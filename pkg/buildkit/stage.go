@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
+
+	"github.com/fairing-dev/fairing/pkg/layer"
 )
 
 // stage writes p's paths into dir as the build context of the generated Dockerfile: each layer
-// group in a directory of its own (dir/deps/app/requirements.txt, dir/code/app/train.py, ...).
+// group in a directory of its own (dir/00-dependencies/app/requirements.txt, dir/01-source/app/train.py, ...).
 //
 // Local files are hard-linked (copied when linking is impossible, e.g. across file systems), so
 // staging costs no data copy and keeps each file's size and mtime: BuildKit's context transfer
@@ -22,15 +26,22 @@ func stage(p *plan, dir string) error {
 	if err := os.RemoveAll(next); err != nil {
 		return fmt.Errorf("clean staging dir: %w", err)
 	}
-	for _, g := range groupDirs {
-		if err := os.MkdirAll(filepath.Join(next, g), 0o755); err != nil {
+	if err := os.MkdirAll(next, 0o755); err != nil {
+		return err
+	}
+	for _, g := range p.groups {
+		gdir := filepath.Join(next, g.dir)
+		if err := os.Mkdir(gdir, 0o755); err != nil {
 			return err
 		}
-	}
-	for _, e := range p.entries {
-		rel := filepath.Join(groupDirs[e.group], filepath.FromSlash(e.dest))
-		if err := stageEntry(e, filepath.Join(next, rel), filepath.Join(dir, rel)); err != nil {
-			return fmt.Errorf("stage %s: %w", e.dest, err)
+		for _, e := range g.entries {
+			if err := p.stageParents(gdir, e.Path); err != nil {
+				return fmt.Errorf("stage /%s: %w", e.Path, err)
+			}
+			rel := filepath.Join(g.dir, filepath.FromSlash(e.Path))
+			if err := stageEntry(e, filepath.Join(next, rel), filepath.Join(dir, rel)); err != nil {
+				return fmt.Errorf("stage /%s: %w", e.Path, err)
+			}
 		}
 	}
 	prev := dir + ".prev"
@@ -46,37 +57,61 @@ func stage(p *plan, dir string) error {
 	return os.RemoveAll(prev)
 }
 
-func stageEntry(e entry, target, previous string) error {
-	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-		return err
+// stageParents creates the parent directories of an image path in a group's directory, with
+// the modes the plan has for them (COPY carries them into the image).
+func (p *plan) stageParents(gdir, imgPath string) error {
+	var missing []string
+	for d := path.Dir(imgPath); d != "." && d != "/"; d = path.Dir(d) {
+		if _, err := os.Lstat(filepath.Join(gdir, filepath.FromSlash(d))); err == nil {
+			break
+		}
+		missing = append(missing, d)
 	}
-	switch {
-	case e.src == "":
-		if err := os.WriteFile(target, e.data, e.mode.Perm()); err != nil {
+	for i := len(missing) - 1; i >= 0; i-- {
+		mode := fs.FileMode(0o755)
+		if de, ok := p.dirs[missing[i]]; ok {
+			mode = de.Mode.Perm()
+		}
+		full := filepath.Join(gdir, filepath.FromSlash(missing[i]))
+		if err := os.Mkdir(full, 0o755); err != nil {
 			return err
 		}
-		if err := os.Chmod(target, e.mode.Perm()); err != nil { // WriteFile's mode is masked by the umask
+		if err := os.Chmod(full, mode); err != nil {
 			return err
 		}
-		if fi, err := os.Stat(previous); err == nil && fi.Mode().IsRegular() && fi.Size() == int64(len(e.data)) {
-			if old, err := os.ReadFile(previous); err == nil && bytes.Equal(old, e.data) {
+	}
+	return nil
+}
+
+func stageEntry(e layer.Entry, target, previous string) error {
+	switch e.Type {
+	case layer.TypeDir:
+		if err := os.Mkdir(target, 0o755); err != nil && !os.IsExist(err) {
+			return err
+		}
+		return os.Chmod(target, e.Mode.Perm()|e.Mode&(fs.ModeSetgid|fs.ModeSticky))
+	case layer.TypeSymlink:
+		return os.Symlink(e.Linkname, target)
+	}
+	if e.Source == "" {
+		if err := os.WriteFile(target, e.Data, 0o600); err != nil {
+			return err
+		}
+		if err := os.Chmod(target, e.Mode); err != nil { // WriteFile's mode is masked by the umask
+			return err
+		}
+		if fi, err := os.Stat(previous); err == nil && fi.Mode().IsRegular() && fi.Size() == int64(len(e.Data)) {
+			if old, err := os.ReadFile(previous); err == nil && bytes.Equal(old, e.Data) {
 				return os.Chtimes(target, fi.ModTime(), fi.ModTime())
 			}
 		}
 		return nil
-	case e.mode.IsDir():
-		if err := os.MkdirAll(target, 0o755); err != nil {
-			return err
-		}
-		return os.Chmod(target, e.mode.Perm())
-	case e.link != "":
-		return os.Symlink(e.link, target)
-	default:
-		if err := os.Link(e.src, target); err == nil {
-			return nil
-		}
-		return copyFile(e.src, target, previous)
 	}
+	// a regular file or a second name of one: link the local file itself
+	if err := os.Link(e.Source, target); err == nil {
+		return nil
+	}
+	return copyFile(e.Source, target, previous)
 }
 
 // copyFile copies src to dst with src's mode and mtime, reusing the previous staged copy when

@@ -1,6 +1,7 @@
 package buildkit
 
 import (
+	"context"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -52,7 +53,7 @@ func TestStage(t *testing.T) {
 		{Dest: "/app", Path: src, Ignore: mustPM(t, ".git", "pkgs")},
 		{Dest: "/app/fairing_main.py", Data: []byte("import train\n"), Mode: 0o700, Class: layer.ClassTop},
 	}}
-	p, err := planSpec(spec)
+	p, err := planSpec(context.Background(), spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,26 +62,25 @@ func TestStage(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		"code drwxr-xr-x",
-		"code/app drwxr-xr-x",
-		"code/app/latest.py Lrwxrwxrwx -> train.py",
-		"code/app/train.py -rw-r--r--",
-		"code/app/util drwxr-xr-x",
-		"code/app/util/helpers.py -rw-r--r--",
-		"deps drwxr-xr-x",
-		"deps/app drwxr-xr-x",
-		"deps/app/requirements.txt -rw-r--r--",
-		"large drwxr-xr-x",
-		"top drwxr-xr-x",
-		"top/app drwxr-xr-x",
-		"top/app/fairing_main.py -rwx------",
+		"00-dependencies drwxr-xr-x",
+		"00-dependencies/app drwxr-xr-x",
+		"00-dependencies/app/requirements.txt -rw-r--r--",
+		"01-source drwxr-xr-x",
+		"01-source/app drwxr-xr-x",
+		"01-source/app/latest.py Lrwxrwxrwx -> train.py",
+		"01-source/app/train.py -rw-r--r--",
+		"01-source/app/util drwxr-xr-x",
+		"01-source/app/util/helpers.py -rw-r--r--",
+		"02-generated drwxr-xr-x",
+		"02-generated/app drwxr-xr-x",
+		"02-generated/app/fairing_main.py -rwx------",
 	}
 	if got := stagedTree(t, dir); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("staged tree:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	// local files are hard links: staging copies no data, and keeps size and mtime
 	a, _ := os.Stat(filepath.Join(src, "train.py"))
-	b, _ := os.Stat(filepath.Join(dir, "code/app/train.py"))
+	b, _ := os.Stat(filepath.Join(dir, "01-source/app/train.py"))
 	if !os.SameFile(a, b) {
 		t.Error("train.py was copied, not hard-linked")
 	}
@@ -88,21 +88,21 @@ func TestStage(t *testing.T) {
 	// restaging: an unchanged generated file keeps its mtime (BuildKit then skips it in the
 	// context transfer); a changed one gets a new one
 	old := time.Unix(1000, 0)
-	os.Chtimes(filepath.Join(dir, "top/app/fairing_main.py"), old, old)
+	os.Chtimes(filepath.Join(dir, "02-generated/app/fairing_main.py"), old, old)
 	if err := stage(p, dir); err != nil {
 		t.Fatal(err)
 	}
-	if fi, _ := os.Stat(filepath.Join(dir, "top/app/fairing_main.py")); !fi.ModTime().Equal(old) {
+	if fi, _ := os.Stat(filepath.Join(dir, "02-generated/app/fairing_main.py")); !fi.ModTime().Equal(old) {
 		t.Errorf("unchanged generated file got a new mtime %v", fi.ModTime())
 	}
 	spec.Sources[1].Data = []byte("import train as t\n")
-	if p, err = planSpec(spec); err != nil {
+	if p, err = planSpec(context.Background(), spec); err != nil {
 		t.Fatal(err)
 	}
 	if err := stage(p, dir); err != nil {
 		t.Fatal(err)
 	}
-	if fi, _ := os.Stat(filepath.Join(dir, "top/app/fairing_main.py")); fi.ModTime().Equal(old) {
+	if fi, _ := os.Stat(filepath.Join(dir, "02-generated/app/fairing_main.py")); fi.ModTime().Equal(old) {
 		t.Error("changed generated file kept its old mtime: BuildKit would not resend it")
 	}
 	for _, leftover := range []string{dir + ".next", dir + ".prev"} {

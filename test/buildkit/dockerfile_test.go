@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/fairing-dev/fairing/pkg/buildkit"
+	"github.com/fairing-dev/fairing/pkg/publish"
 )
 
 // A user's Dockerfile with a RUN step and a .dockerignore, exported to the registry, an OCI
@@ -33,7 +34,7 @@ func TestUserDockerfileAllDestinations(t *testing.T) {
 		".dockerignore": "secret.env\n",
 	})
 	out := t.TempDir()
-	var dests []buildkit.Destination
+	var dests []publish.Destination
 	for _, s := range []string{reg + "/fairing-test/userdf:" + "1", "oci:" + filepath.Join(out, "layout") + ":v1", "tar:" + filepath.Join(out, "image.tar")} {
 		dests = append(dests, dest(t, s)...)
 	}

@@ -3,9 +3,9 @@ package buildkit_test
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"context"
 	"io"
 	"os"
 	"path/filepath"
@@ -15,6 +15,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/moby/patternmatcher"
 
 	"github.com/fairing-dev/fairing/pkg/buildkit"
 	"github.com/fairing-dev/fairing/pkg/layer"
@@ -32,7 +33,7 @@ func TestGeneratedLayersAndCodeChange(t *testing.T) {
 	src := t.TempDir()
 	writeFiles(t, src, map[string]string{
 		"constraints.txt": "numpy==2.0.0 # " + id + "\n",
-		"train.py":        "print('v1')\n",
+		"train.py":        "print('v1 " + id + "')\n",
 		"lib/util.py":     "X = 1\n",
 		"model.bin":       "weights " + id,
 	})
@@ -40,7 +41,7 @@ func TestGeneratedLayersAndCodeChange(t *testing.T) {
 		Base: base,
 		Env:  map[string]string{"MODE": "train"},
 		Sources: []layer.Source{
-			{Dest: "/app", Path: src, Ignore: nil},
+			{Dest: "/app", Path: src, Ignore: ignore(t, "model.bin")},
 			{Dest: "/app/model.bin", Path: filepath.Join(src, "model.bin"), Class: layer.ClassLarge},
 			{Dest: "/app/fairing_main.py", Data: []byte("import train\n"), Class: layer.ClassTop},
 		},
@@ -98,7 +99,7 @@ func TestGeneratedLayersAndCodeChange(t *testing.T) {
 	}
 
 	// a code change: only the code layer (and the config/manifest) change
-	writeFiles(t, src, map[string]string{"train.py": "print('v2')\n"})
+	writeFiles(t, src, map[string]string{"train.py": "print('v2 " + id + "')\n"})
 	proxy.Reset()
 	second, err := conn.Build(ctx, o)
 	if err != nil {
@@ -115,7 +116,7 @@ func TestGeneratedLayersAndCodeChange(t *testing.T) {
 	if n := proxy.Uploads(); n != 2 {
 		t.Errorf("code change uploaded %d blobs, want 2 (code layer + config)", n)
 	}
-	if s := step(t, second, "COPY deps/"); !s.Cached {
+	if s := step(t, second, "COPY 00-dependencies/"); !s.Cached {
 		t.Errorf("dependency COPY not cached after a code change")
 	}
 }
@@ -171,6 +172,15 @@ func TestSecretNotInImage(t *testing.T) {
 	if bytes.Contains(raw, []byte(value)) {
 		t.Error("the config contains the secret")
 	}
+}
+
+func ignore(t *testing.T, patterns ...string) *patternmatcher.PatternMatcher {
+	t.Helper()
+	pm, err := patternmatcher.New(patterns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pm
 }
 
 // layerFiles lists the regular files of one layer, as absolute paths.

@@ -27,6 +27,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/fairing-dev/fairing/pkg/buildkit"
+	"github.com/fairing-dev/fairing/pkg/publish"
+	"github.com/fairing-dev/fairing/pkg/registryclient"
 )
 
 // need returns the values of the environment variables a test needs. In -short mode it skips;
@@ -150,6 +152,9 @@ func newCountingRegistry(t *testing.T, registry string) *countingRegistry {
 	c := &countingRegistry{Host: ln.Addr().String()}
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	c.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if os.Getenv("FAIRING_TEST_PROXY_LOG") != "" {
+			fmt.Fprintln(os.Stderr, "proxy:", r.Method, r.URL.String())
+		}
 		if r.Method == http.MethodPost && strings.Contains(r.URL.Path, "/blobs/uploads/") {
 			c.mu.Lock()
 			c.uploads++
@@ -174,13 +179,13 @@ func (c *countingRegistry) Reset() {
 	c.mu.Unlock()
 }
 
-func dest(t *testing.T, s string) []buildkit.Destination {
+func dest(t *testing.T, s string) []publish.Destination {
 	t.Helper()
-	d, err := buildkit.ParseDestination(s)
+	d, err := publish.ParseDestination(s, registryclient.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return []buildkit.Destination{d}
+	return []publish.Destination{d}
 }
 
 func pull(t *testing.T, ref string) v1.Image {
