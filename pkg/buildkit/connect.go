@@ -38,6 +38,11 @@ type ConnectOptions struct {
 	DaemonRoot string
 	// DaemonFlags are extra buildkitd flags for daemonless mode.
 	DaemonFlags []string
+	// InsecureRegistries (HOST or HOST:PORT) may be reached over plain HTTP or unverified TLS:
+	// pushes to them get registry.insecure, and a daemonless buildkitd is configured to pull
+	// from them. A running buildkitd needs the same in its own buildkitd.toml. Loopback
+	// registries always may use HTTP.
+	InsecureRegistries []string
 	// ConnectTimeout bounds the wait for buildkitd to answer; default 20s.
 	ConnectTimeout time.Duration
 }
@@ -93,7 +98,7 @@ func Connect(ctx context.Context, o ConnectOptions) (*Conn, error) {
 			}
 			bin = p
 		}
-		d, err := StartDaemon(ctx, DaemonOptions{Binary: bin, Root: o.DaemonRoot, Flags: o.DaemonFlags, Timeout: timeout})
+		d, err := StartDaemon(ctx, DaemonOptions{Binary: bin, Root: o.DaemonRoot, Flags: o.DaemonFlags, Timeout: timeout, InsecureRegistries: o.InsecureRegistries})
 		if err != nil {
 			return nil, err
 		}

@@ -26,6 +26,9 @@ type DaemonOptions struct {
 	Flags []string
 	// Timeout bounds the wait for the daemon to answer; default 20s.
 	Timeout time.Duration
+	// InsecureRegistries are written into the daemon's config as plain-HTTP, unverified-TLS
+	// registries.
+	InsecureRegistries []string
 }
 
 // Daemon is a buildkitd child process on a private unix socket, like buildctl-daemonless.sh.
@@ -77,7 +80,14 @@ func StartDaemon(ctx context.Context, o DaemonOptions) (*Daemon, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("daemonless buildkitd: %w", err)
 	}
+	// an explicit config, so the host's /etc/buildkit/buildkitd.toml does not change the build
+	cfg := filepath.Join(dir, "buildkitd.toml")
+	if err := os.WriteFile(cfg, daemonConfig(o.InsecureRegistries), 0o644); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("daemonless buildkitd: %w", err)
+	}
 	args := append([]string{
+		"--config", cfg,
 		"--root", d.root,
 		"--addr", d.Addr(),
 		"--containerd-worker=false",
@@ -103,6 +113,15 @@ func StartDaemon(ctx context.Context, o DaemonOptions) (*Daemon, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+func daemonConfig(insecure []string) []byte {
+	var b strings.Builder
+	b.WriteString("# written by fairing for a daemonless build\n")
+	for _, h := range insecure {
+		fmt.Fprintf(&b, "[registry.%q]\n  http = true\n  insecure = true\n", h)
+	}
+	return []byte(b.String())
 }
 
 func (d *Daemon) waitReady(ctx context.Context, timeout time.Duration) error {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -115,13 +116,13 @@ func solveOpt(o *Options, in input, secrets []secret) (client.SolveOpt, *outputs
 		if err != nil {
 			return client.SolveOpt{}, nil, err
 		}
-		opt.CacheImports = []client.CacheOptionsEntry{{Type: "registry", Attrs: map[string]string{"ref": ref}}}
-		opt.CacheExports = []client.CacheOptionsEntry{{Type: "registry", Attrs: map[string]string{
-			"ref":            ref,
-			"mode":           "max",
-			"image-manifest": "true",
-			"oci-mediatypes": "true",
-		}}}
+		imp := map[string]string{"ref": ref}
+		exp := map[string]string{"ref": ref, "mode": "max", "image-manifest": "true", "oci-mediatypes": "true"}
+		if r, _ := name.ParseReference(ref); r != nil && slices.Contains(o.InsecureRegistries, r.Context().RegistryStr()) {
+			imp["registry.insecure"], exp["registry.insecure"] = "true", "true"
+		}
+		opt.CacheImports = []client.CacheOptionsEntry{{Type: "registry", Attrs: imp}}
+		opt.CacheExports = []client.CacheOptionsEntry{{Type: "registry", Attrs: exp}}
 	}
 	return opt, out, nil
 }
@@ -184,6 +185,9 @@ func exportEntries(o *Options, epoch int64) ([]client.ExportEntry, *outputs, err
 		if len(names) > 0 {
 			attrs["name"] = strings.Join(dedupe(names), ",")
 			attrs["push"] = "true"
+			if anyInsecure(o.Destinations, o.InsecureRegistries) {
+				attrs["registry.insecure"] = "true"
+			}
 		}
 		exports = append(exports, client.ExportEntry{Type: client.ExporterImage, Attrs: attrs})
 	}
@@ -221,6 +225,15 @@ func exportEntries(o *Options, epoch int64) ([]client.ExportEntry, *outputs, err
 		})
 	}
 	return exports, out, nil
+}
+
+func anyInsecure(ds []publish.Destination, insecure []string) bool {
+	for _, d := range ds {
+		if d.Kind == publish.Registry && slices.Contains(insecure, d.Ref.Context().RegistryStr()) {
+			return true
+		}
+	}
+	return false
 }
 
 func hasKind(ds []publish.Destination, k publish.Kind) bool {

@@ -46,6 +46,7 @@ func TestSolveOptMapping(t *testing.T) {
 		wantAttrs   map[string]string
 		wantExports []client.ExportEntry // Output/OutputStore checked separately
 		wantCache   string
+		insecure    bool
 		wantErr     string
 	}{
 		{
@@ -112,6 +113,21 @@ func TestSolveOptMapping(t *testing.T) {
 			},
 			wantCache: "127.0.0.1:5000/c:main",
 		},
+		{
+			name: "insecure registry: push and cache over plain HTTP",
+			o: Options{
+				ConnectOptions: ConnectOptions{InsecureRegistries: []string{"reg.internal:5000"}},
+				Destinations:   mustDests(t, "reg.internal:5000/a:1"),
+				CacheRepo:      "reg.internal:5000/cache",
+			},
+			wantAttrs: map[string]string{"filename": "Dockerfile.train", "build-arg:SOURCE_DATE_EPOCH": "0"},
+			wantExports: []client.ExportEntry{{Type: "image", Attrs: map[string]string{
+				"name": "reg.internal:5000/a:1", "push": "true", "registry.insecure": "true", "compression": "gzip",
+				"oci-mediatypes": "true", "rewrite-timestamp": "true", "source-date-epoch": "0",
+			}}},
+			wantCache: "reg.internal:5000/cache:buildcache",
+			insecure:  true,
+		},
 		{name: "zstd with docker media types", o: Options{Compression: Compression{Type: "zstd"}, DockerMediaTypes: true}, wantErr: "needs OCI media types"},
 		{name: "unknown compression", o: Options{Compression: Compression{Type: "lz4"}}, wantErr: `compression "lz4"`},
 		{name: "bad build arg", o: Options{BuildArgs: map[string]string{"A=B": "x"}}, wantErr: "build arg"},
@@ -177,6 +193,10 @@ func TestSolveOptMapping(t *testing.T) {
 			} else {
 				wantImp := []client.CacheOptionsEntry{{Type: "registry", Attrs: map[string]string{"ref": tc.wantCache}}}
 				wantExp := []client.CacheOptionsEntry{{Type: "registry", Attrs: map[string]string{"ref": tc.wantCache, "mode": "max", "image-manifest": "true", "oci-mediatypes": "true"}}}
+				if tc.insecure {
+					wantImp[0].Attrs["registry.insecure"] = "true"
+					wantExp[0].Attrs["registry.insecure"] = "true"
+				}
 				if !reflect.DeepEqual(opt.CacheImports, wantImp) || !reflect.DeepEqual(opt.CacheExports, wantExp) {
 					t.Errorf("cache\n got %v %v\nwant %v %v", opt.CacheImports, opt.CacheExports, wantImp, wantExp)
 				}
@@ -297,5 +317,13 @@ func TestKeychainAuthConfig(t *testing.T) {
 	ac, err = KeychainAuthConfig(tok)(ctx, "r.example.com", nil, nil)
 	if err != nil || ac.IdentityToken != "idt" || ac.RegistryToken != "bearer" {
 		t.Errorf("tokens lost: %+v, %v", ac, err)
+	}
+}
+
+func TestDaemonConfig(t *testing.T) {
+	got := string(daemonConfig([]string{"reg.internal:5000"}))
+	want := "# written by fairing for a daemonless build\n[registry.\"reg.internal:5000\"]\n  http = true\n  insecure = true\n"
+	if got != want {
+		t.Errorf("config\n%s\nwant\n%s", got, want)
 	}
 }
