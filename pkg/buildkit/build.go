@@ -11,15 +11,20 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 
 	"github.com/gofrs/flock"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/client/ociindex"
 	"github.com/moby/buildkit/exporter/containerimage/exptypes"
 	"github.com/moby/buildkit/util/progress/progressui"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/fairing-dev/fairing/pkg/registryclient"
 )
 
 // Build connects to buildkitd (or starts a private one, see ConnectOptions), builds, exports to
@@ -28,7 +33,9 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	conn, err := Connect(ctx, o.ConnectOptions)
+	co := o.ConnectOptions
+	co.InsecureRegistries = o.insecure()
+	conn, err := Connect(ctx, co)
 	if err != nil {
 		return nil, err
 	}
@@ -54,17 +61,28 @@ func (c *Conn) Build(ctx context.Context, o Options) (*Result, error) {
 		secrets = append(secrets, sec)
 		ids = append(ids, sec.id)
 	}
+	var warnings []string
+	if o.Spec != nil && o.Spec.BaseUser == "" {
+		spec := *o.Spec
+		u, err := baseUser(ctx, spec.Base, o.Platforms, o.Registry)
+		if err != nil {
+			warnings = append(warnings, fmt.Sprintf("could not read the base image's user (%v): the install step checks it when it runs", err))
+		} else {
+			spec.BaseUser = u
+		}
+		o.Spec = &spec
+	}
 	in, dockerfile, release, err := prepare(ctx, &o, ids)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	opt, outs, err := solveOpt(&o, in, secrets)
+	opt, outs, err := solveOpt(ctx, &o, in, secrets)
 	if err != nil {
 		return nil, err
 	}
 	rec := newRecorder()
-	resp, warnings, err := c.solve(ctx, opt, rec, o.Progress, o.ProgressOut)
+	resp, solveWarnings, err := c.solve(ctx, opt, rec, o.Progress, o.ProgressOut)
 	if err != nil {
 		outs.abort()
 		return nil, buildError(err, rec)
@@ -74,7 +92,7 @@ func (c *Conn) Build(ctx context.Context, o Options) (*Result, error) {
 		outs.abort()
 		return nil, err
 	}
-	res.Steps, res.Warnings, res.Dockerfile = rec.steps(), warnings, dockerfile
+	res.Steps, res.Warnings, res.Dockerfile = rec.steps(), append(warnings, solveWarnings...), dockerfile
 	if err := outs.finish(resp.ExporterResponse); err != nil {
 		return nil, err
 	}
@@ -126,6 +144,39 @@ func (c *Conn) solve(ctx context.Context, opt client.SolveOpt, rec *recorder, mo
 		return nil, nil, err
 	}
 	return resp, warnings, nil
+}
+
+// baseUser reads the user a base image runs as from its config ("root" when unset), for the
+// platform being built (the first, when several).
+func baseUser(ctx context.Context, base string, platforms []string, rc registryclient.Config) (string, error) {
+	ref, err := rc.ParseReference(base)
+	if err != nil {
+		return "", err
+	}
+	opts, err := rc.RemoteOptions(ctx)
+	if err != nil {
+		return "", err
+	}
+	p := v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
+	if len(platforms) > 0 {
+		pp, err := v1.ParsePlatform(platforms[0])
+		if err != nil {
+			return "", fmt.Errorf("platform %q: %w", platforms[0], err)
+		}
+		p = *pp
+	}
+	img, err := remote.Image(ref, append(opts, remote.WithPlatform(p))...)
+	if err != nil {
+		return "", registryclient.Explain(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return "", registryclient.Explain(err)
+	}
+	if cf.Config.User == "" {
+		return "root", nil
+	}
+	return cf.Config.User, nil
 }
 
 // prepare resolves the Dockerfile and context: the user's as they are, or a generated

@@ -69,7 +69,11 @@ func dockerfile(s Spec, p *plan, secretIDs []string) ([]byte, error) {
 			}
 			installed = true
 		}
-		fmt.Fprintf(&b, "COPY %s/ /\n", g.dir)
+		if g.class == layer.ClassDeps && s.BaseUser != "" && !isRoot(s.BaseUser) {
+			fmt.Fprintf(&b, "COPY --chown=%s %s/ /\n", s.BaseUser, g.dir)
+		} else {
+			fmt.Fprintf(&b, "COPY %s/ /\n", g.dir)
+		}
 	}
 	if !installed {
 		if err := writeInstall(&b, s, p, secretIDs); err != nil {
@@ -98,8 +102,8 @@ func writeInstall(b *bytes.Buffer, s Spec, p *plan, secretIDs []string) error {
 	return nil
 }
 
-// installStep is the pip RUN: as root it installs system-wide, as any other user with --user
-// (the original Fairing's whoami check), so non-root bases such as notebook images work.
+// installStep is the pip RUN: as root it installs system-wide, as any other user with --user,
+// so non-root bases such as notebook images work.
 func installStep(s Spec, p *plan, secretIDs []string) (string, error) {
 	var mounts, env []string
 	ids := append([]string(nil), secretIDs...)
@@ -136,8 +140,16 @@ func installStep(s Spec, p *plan, secretIDs []string) (string, error) {
 		b.WriteString(" " + e)
 	}
 	b.WriteString(" && \\\n")
-	b.WriteString("    if [ \"$(id -u)\" = 0 ]; then user=; else user=--user; fi && \\\n")
-	fmt.Fprintf(&b, "    python3 -m pip install --no-cache-dir $user %s\n", strings.Join(reqs, " "))
+	switch {
+	case s.BaseUser == "":
+		// the base's user is unknown here: decide when the step runs
+		b.WriteString("    if [ \"$(id -u)\" = 0 ]; then user=; else user=--user; fi && \\\n")
+		fmt.Fprintf(&b, "    python3 -m pip install --no-cache-dir $user %s\n", strings.Join(reqs, " "))
+	case isRoot(s.BaseUser):
+		fmt.Fprintf(&b, "    python3 -m pip install --no-cache-dir %s\n", strings.Join(reqs, " "))
+	default:
+		fmt.Fprintf(&b, "    python3 -m pip install --no-cache-dir --user %s\n", strings.Join(reqs, " "))
+	}
 	return b.String(), nil
 }
 

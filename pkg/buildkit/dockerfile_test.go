@@ -76,6 +76,31 @@ func TestGenerateDockerfileGolden(t *testing.T) {
 			secrets: []string{"pip.conf", "token"},
 		},
 		{
+			// a notebook-style base: dependency files owned by its user, pip --user
+			name: "non-root-base",
+			spec: Spec{
+				Base:     "127.0.0.1:5000/base/notebook:1",
+				BaseUser: "jovyan",
+				Sources: []layer.Source{
+					{Dest: "/app/requirements.txt", Path: filepath.Join(dir, "requirements.txt")},
+					{Dest: "/app/pkgs", Path: filepath.Join(dir, "pkgs"), Class: layer.ClassDeps},
+					{Dest: "/app/train.py", Path: filepath.Join(dir, "train.py")},
+				},
+				Cmd: []string{"python3", "train.py"},
+			},
+		},
+		{
+			name: "root-base",
+			spec: Spec{
+				Base:     "127.0.0.1:5000/base/python:3.11",
+				BaseUser: "0:0",
+				Sources: []layer.Source{
+					{Dest: "/app/requirements.txt", Path: filepath.Join(dir, "requirements.txt")},
+					{Dest: "/app/train.py", Path: filepath.Join(dir, "train.py")},
+				},
+			},
+		},
+		{
 			name: "explicit-requirements-workdir",
 			spec: Spec{
 				Base:         "python:3.11",

@@ -10,10 +10,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/moby/buildkit/util/progress/progressui"
 
 	"github.com/fairing-dev/fairing/pkg/publish"
+	"github.com/fairing-dev/fairing/pkg/registryclient"
 )
 
 // Options is one BuildKit build. Exactly one of Spec (generate the Dockerfile) or
@@ -58,9 +58,12 @@ type Options struct {
 	// set, else the Unix epoch: builds are reproducible by default.
 	SourceDateEpoch *time.Time
 
-	// Keychain gives registry credentials to buildkitd (base pulls, pushes, cache); nil means
-	// authn.DefaultKeychain (Docker config and credential helpers).
-	Keychain authn.Keychain
+	// Registry is how this process reaches registries (the append path's configuration): its
+	// keychain answers buildkitd's credential requests (base pulls, pushes, cache), its
+	// insecure hosts get plain-HTTP pushes, and it reads the base's config for the generated
+	// Dockerfile. A zero value means Docker's config and credential helpers (plus the pod's
+	// service account in a cluster).
+	Registry registryclient.Config
 	// StateDir keeps the generated Dockerfile and staged context between builds (so context
 	// transfer stays incremental); default $XDG_CACHE_HOME/fairing/buildkit.
 	StateDir string

@@ -1,6 +1,7 @@
 package buildkit
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -11,7 +12,6 @@ import (
 	"strings"
 
 	contentlocal "github.com/containerd/containerd/v2/plugins/content/local"
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/session"
@@ -19,6 +19,7 @@ import (
 	"github.com/tonistiigi/fsutil"
 
 	"github.com/fairing-dev/fairing/pkg/publish"
+	"github.com/fairing-dev/fairing/pkg/registryclient"
 )
 
 // input is the prepared Dockerfile and context of one build.
@@ -44,7 +45,7 @@ func (out *outputs) abort() {
 
 // solveOpt maps Options onto BuildKit's SolveOpt: frontend attributes, local mounts, exports,
 // cache and session attachables (credentials, secrets).
-func solveOpt(o *Options, in input, secrets []secret) (client.SolveOpt, *outputs, error) {
+func solveOpt(ctx context.Context, o *Options, in input, secrets []secret) (client.SolveOpt, *outputs, error) {
 	epoch, err := o.epoch()
 	if err != nil {
 		return client.SolveOpt{}, nil, err
@@ -86,9 +87,9 @@ func solveOpt(o *Options, in input, secrets []secret) (client.SolveOpt, *outputs
 		return client.SolveOpt{}, nil, err
 	}
 
-	kc := o.Keychain
+	kc := o.Registry.Keychain
 	if kc == nil {
-		kc = authn.DefaultKeychain
+		kc = registryclient.DefaultKeychain(ctx)
 	}
 	attachables := []session.Attachable{AuthProvider(kc)}
 	if len(secrets) > 0 {
@@ -118,13 +119,19 @@ func solveOpt(o *Options, in input, secrets []secret) (client.SolveOpt, *outputs
 		}
 		imp := map[string]string{"ref": ref}
 		exp := map[string]string{"ref": ref, "mode": "max", "image-manifest": "true", "oci-mediatypes": "true"}
-		if r, _ := name.ParseReference(ref); r != nil && slices.Contains(o.InsecureRegistries, r.Context().RegistryStr()) {
+		if r, _ := name.ParseReference(ref); r != nil && slices.Contains(o.insecure(), r.Context().RegistryStr()) {
 			imp["registry.insecure"], exp["registry.insecure"] = "true", "true"
 		}
 		opt.CacheImports = []client.CacheOptionsEntry{{Type: "registry", Attrs: imp}}
 		opt.CacheExports = []client.CacheOptionsEntry{{Type: "registry", Attrs: exp}}
 	}
 	return opt, out, nil
+}
+
+// insecure lists the registries that may be reached over plain HTTP: the registry
+// configuration's and the connection's.
+func (o *Options) insecure() []string {
+	return append(append([]string(nil), o.Registry.Insecure...), o.InsecureRegistries...)
 }
 
 // cacheRef turns --cache-repo into a registry cache reference (a tag is required by BuildKit).
@@ -185,7 +192,7 @@ func exportEntries(o *Options, epoch int64) ([]client.ExportEntry, *outputs, err
 		if len(names) > 0 {
 			attrs["name"] = strings.Join(dedupe(names), ",")
 			attrs["push"] = "true"
-			if anyInsecure(o.Destinations, o.InsecureRegistries) {
+			if anyInsecure(o.Destinations, o.insecure()) {
 				attrs["registry.insecure"] = "true"
 			}
 		}

@@ -144,7 +144,7 @@ func TestSolveOptMapping(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("SOURCE_DATE_EPOCH", "")
-			opt, outs, err := solveOpt(&tc.o, in, tc.secrets)
+			opt, outs, err := solveOpt(context.Background(), &tc.o, in, tc.secrets)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tc.wantErr)

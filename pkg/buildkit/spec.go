@@ -32,6 +32,12 @@ type Spec struct {
 	// original Fairing did; an empty, non-nil list installs nothing. Each must be provided by
 	// a dependency (ClassDeps) source, so that it is copied before the install.
 	Requirements []string
+	// BaseUser is the user the base image runs as (its config's User). A non-root user gets the
+	// dependency files (COPY --chown, so pip can build local packages in place) and installs
+	// with pip --user; root installs system-wide. Empty means unknown: the install step then
+	// checks `id -u` when it runs, as the original Fairing did. Build fills it from the base's
+	// config when it can read it.
+	BaseUser string
 	// Entrypoint and Cmd are written in exec form when set.
 	Entrypoint []string
 	Cmd        []string
@@ -87,6 +93,9 @@ func planSpec(ctx context.Context, s Spec) (*plan, error) {
 		return nil, fmt.Errorf("generated Dockerfile: work dir %q must be an absolute path", wd)
 	}
 	wd = path.Clean(wd)
+	if strings.ContainsAny(s.BaseUser, " \t\r\n") {
+		return nil, fmt.Errorf("generated Dockerfile: base user %q contains white space", s.BaseUser)
+	}
 	entries, err := layer.Collect(ctx, s.Sources)
 	if err != nil {
 		return nil, err
@@ -130,4 +139,10 @@ func planSpec(ctx context.Context, s Spec) (*plan, error) {
 		p.requirements = append(p.requirements, r)
 	}
 	return p, nil
+}
+
+// isRoot reports whether an image config's User runs as root.
+func isRoot(u string) bool {
+	name, _, _ := strings.Cut(u, ":")
+	return name == "root" || name == "0"
 }

@@ -1,0 +1,215 @@
+package buildkit_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fairing-dev/fairing/pkg/buildkit"
+	"github.com/fairing-dev/fairing/pkg/layer"
+)
+
+// pyProject writes a project whose requirements.txt installs a local package offline.
+func pyProject(t *testing.T, id string) (dir string, sources []layer.Source) {
+	t.Helper()
+	dir = t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		// offline: no index, the package is a directory of the project
+		"requirements.txt":             "--no-index\n./pkgs/mylib\n",
+		"pkgs/mylib/setup.py":          "from setuptools import setup\nsetup(name='mylib', version='1.0', packages=['mylib'])\n",
+		"pkgs/mylib/mylib/__init__.py": "def hello():\n    return 'hello from mylib " + id + "'\n",
+		"train.py":                     "import mylib\nprint(mylib.hello(), 'v1')\n",
+	})
+	return dir, []layer.Source{
+		{Dest: "/app", Path: dir, Ignore: ignore(t, "pkgs")},
+		// the package requirements.txt names is a dependency: copied (and installed) before the code
+		{Dest: "/app/pkgs", Path: filepath.Join(dir, "pkgs"), Class: layer.ClassDeps},
+	}
+}
+
+// run runs a shell command in an image and returns its output, through a real build (runc in
+// buildkitd): FROM the image, RUN the command, read the file it wrote from the pushed result.
+func run(t *testing.T, conn *buildkit.Conn, reg, image, cmd string) string {
+	t.Helper()
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"Dockerfile": fmt.Sprintf("FROM %s\nRUN (%s) > /tmp/fairing-run.out 2>&1\n", image, cmd)})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	res, err := conn.Build(ctx, buildkit.Options{
+		ContextDir:   dir,
+		Destinations: dest(t, reg+"/fairing-test/run:"+uniq(t)),
+		Progress:     buildkit.ProgressQuiet,
+	})
+	if err != nil {
+		t.Fatalf("run %q in %s: %v", cmd, image, err)
+	}
+	out, ok := readFile(t, pull(t, res.References[0].String()), "/tmp/fairing-run.out")
+	if !ok {
+		t.Fatalf("run %q in %s: no output file", cmd, image)
+	}
+	return out
+}
+
+// The generated Dockerfile installs requirements.txt (a local package, offline) before the
+// code; the image runs and imports it. A code change reuses the install step and its layer; an
+// unchanged rebuild pushes nothing.
+func TestGeneratedInstallsRequirementOffline(t *testing.T) {
+	env := need(t, "FAIRING_TEST_BUILDKIT_ADDR", "FAIRING_TEST_REGISTRY", "FAIRING_TEST_PYTHON_BASE")
+	addr, reg, py := env[0], env[1], env[2]
+	conn := connect(t, addr)
+	proxy := newCountingRegistry(t, reg)
+	id := uniq(t)
+	dir, sources := pyProject(t, id)
+	o := buildkit.Options{
+		Spec:         &buildkit.Spec{Base: py, Sources: sources, Cmd: []string{"python3", "/app/train.py"}},
+		StateDir:     t.TempDir(),
+		Destinations: dest(t, proxy.Host+"/fairing-test/pip:1"),
+		Progress:     buildkit.ProgressPlain,
+		ProgressOut:  testWriter{t},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	first, err := conn.Build(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("generated Dockerfile:\n%s", first.Dockerfile)
+	install := step(t, first, "RUN ")
+	if install.Cached || !strings.Contains(install.Name, "pip install") {
+		t.Fatalf("first build: install step %+v", install)
+	}
+	ref := reg + "/fairing-test/pip@" + first.Digest.String()
+	if out := run(t, conn, reg, ref, "cd /app && python3 train.py"); out != "hello from mylib "+id+" v1\n" {
+		t.Fatalf("the image ran and printed %q", out)
+	}
+	// the package is installed (in the install step's layer), not merely copied
+	if out := run(t, conn, reg, ref, "cd / && python3 -c 'import mylib; print(mylib.__file__)'"); !strings.Contains(out, "-packages/mylib/__init__.py") {
+		t.Errorf("mylib is imported from %q, not from an installed location", out)
+	}
+	img1 := pull(t, ref)
+	l1 := layerDigests(t, img1)
+
+	// a code change: the install step is cached and every layer up to it is the same
+	writeFiles(t, dir, map[string]string{"train.py": "import mylib\nprint(mylib.hello(), 'v2') # " + id + "\n"})
+	proxy.Reset()
+	second, err := conn.Build(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := step(t, second, "RUN "); !s.Cached {
+		t.Errorf("a code change re-ran the install step")
+	}
+	l2 := layerDigests(t, pull(t, reg+"/fairing-test/pip@"+second.Digest.String()))
+	if len(l1) != len(l2) {
+		t.Fatalf("layer count %d → %d after a code change", len(l1), len(l2))
+	}
+	for i := 0; i < len(l1)-1; i++ {
+		if l1[i] != l2[i] {
+			t.Errorf("layer %d changed after a code change (only the last, the code, should)", i)
+		}
+	}
+	if l1[len(l1)-1] == l2[len(l2)-1] {
+		t.Error("the code layer did not change")
+	}
+	if n := proxy.Uploads(); n != 2 {
+		t.Errorf("a code change uploaded %d blobs, want 2 (code layer + config)", n)
+	}
+	if out := run(t, conn, reg, reg+"/fairing-test/pip@"+second.Digest.String(), "cd /app && python3 train.py"); out != "hello from mylib "+id+" v2\n" {
+		t.Errorf("after the code change the image printed %q", out)
+	}
+
+	// unchanged: same digest, nothing uploaded
+	proxy.Reset()
+	third, err := conn.Build(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if third.Digest != second.Digest || proxy.Uploads() != 0 {
+		t.Errorf("unchanged rebuild: digest %s (was %s), %d blobs uploaded", third.Digest, second.Digest, proxy.Uploads())
+	}
+}
+
+// A non-root base: the install step uses pip --user, and the program, run as that user,
+// imports the package.
+func TestGeneratedInstallNonRootBase(t *testing.T) {
+	env := need(t, "FAIRING_TEST_BUILDKIT_ADDR", "FAIRING_TEST_REGISTRY", "FAIRING_TEST_PYTHON_BASE")
+	addr, reg, py := env[0], env[1], env[2]
+	conn := connect(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	// a notebook-style base: a user with a home, and USER set to it
+	bdir := t.TempDir()
+	writeFiles(t, bdir, map[string]string{"Dockerfile": "FROM " + py + "\n" +
+		"RUN mkdir -p /home/jovyan && chown 1000:100 /home/jovyan\nENV HOME=/home/jovyan\nUSER 1000:100\n"})
+	b, err := conn.Build(ctx, buildkit.Options{ContextDir: bdir, Destinations: dest(t, reg+"/fairing-test/python-nonroot:1"), Progress: buildkit.ProgressQuiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := b.References[0].String()
+	id := uniq(t)
+	_, sources := pyProject(t, id)
+	res, err := conn.Build(ctx, buildkit.Options{
+		Spec:         &buildkit.Spec{Base: base, Sources: sources},
+		StateDir:     t.TempDir(),
+		Destinations: dest(t, reg+"/fairing-test/pip-nonroot:1"),
+		Progress:     buildkit.ProgressQuiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := run(t, conn, reg, res.References[0].String(), "id -u; cd /app && python3 train.py && python3 -c 'import mylib; print(mylib.__file__)'")
+	if !strings.HasPrefix(out, "1000\nhello from mylib "+id+" v1\n") || !strings.Contains(out, "/home/jovyan/.local/") {
+		t.Errorf("non-root image printed %q; want uid 1000, the greeting, and mylib under ~/.local", out)
+	}
+}
+
+// A build from an empty buildkitd state (a fresh daemonless daemon) with the registry cache of
+// an earlier build reuses its install step: the dependency layer is not rebuilt.
+func TestRegistryCacheFromEmptyDaemon(t *testing.T) {
+	env := need(t, "FAIRING_TEST_BUILDKIT_ADDR", "FAIRING_TEST_REGISTRY", "FAIRING_TEST_PYTHON_BASE", "FAIRING_TEST_BUILDKITD")
+	addr, reg, py, bkd := env[0], env[1], env[2], env[3]
+	t.Setenv("BUILDKIT_HOST", "")
+	id := uniq(t)
+	_, sources := pyProject(t, id)
+	cache := reg + "/fairing-test/pip-cache:" + id[len(id)-12:]
+	o := buildkit.Options{
+		Spec:         &buildkit.Spec{Base: py, Sources: sources},
+		StateDir:     t.TempDir(),
+		CacheRepo:    cache,
+		Destinations: dest(t, reg+"/fairing-test/pip-cached:1"),
+		Progress:     buildkit.ProgressQuiet,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	first, err := connect(t, addr).Build(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := step(t, first, "RUN "); s.Cached {
+		t.Fatalf("first build found its unique install step cached: %+v", s)
+	}
+	// elsewhere: a new daemon with nothing in its state
+	o.ConnectOptions = buildkit.ConnectOptions{Buildkitd: bkd}
+	o.StateDir = t.TempDir()
+	second, err := buildkit.Build(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := step(t, second, "RUN "); !s.Cached {
+		t.Errorf("install step re-ran on an empty daemon despite the registry cache: %+v", s)
+	}
+	l1 := layerDigests(t, pull(t, first.References[0].String()))
+	l2 := layerDigests(t, pull(t, second.References[0].String()))
+	if first.Digest != second.Digest {
+		t.Logf("digests differ: %s vs %s (layers %v vs %v)", first.Digest, second.Digest, l1, l2)
+	}
+	// every layer up to and including the install step's is reused as is
+	for i := 0; i < len(l1)-1 && i < len(l2)-1; i++ {
+		if l1[i] != l2[i] {
+			t.Errorf("layer %d differs between the original and the cached build", i)
+		}
+	}
+}
