@@ -18,6 +18,7 @@ import (
 
 	"github.com/fairing-dev/fairing/pkg/build"
 	"github.com/fairing-dev/fairing/pkg/builder"
+	"github.com/fairing-dev/fairing/pkg/contextimage"
 	"github.com/fairing-dev/fairing/pkg/layer"
 	"github.com/fairing-dev/fairing/pkg/progress"
 	"github.com/fairing-dev/fairing/pkg/registryclient"
@@ -27,7 +28,7 @@ func env(name string) []string { return []string{"FAIRING_" + name} }
 
 func buildFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "context", Aliases: []string{"c"}, Value: ".", EnvVars: env("CONTEXT"), Usage: "folder whose files go into the image (its .dockerignore is honoured)"},
+		&cli.StringFlag{Name: "context", Aliases: []string{"c"}, Value: ".", EnvVars: env("CONTEXT"), Usage: "folder whose files go into the image (its .dockerignore is honoured), or oci://REPO@sha256:... a context sent with push-context"},
 		&cli.StringFlag{Name: "dockerignore", EnvVars: env("DOCKERIGNORE"), Usage: "ignore file to use instead of CONTEXT/.dockerignore"},
 		&cli.StringFlag{Name: "base", Aliases: []string{"b"}, Value: "scratch", EnvVars: env("BASE"), Usage: "base image: a registry reference, oci:DIR[:TAG] (an OCI layout) or scratch"},
 		&cli.StringSliceFlag{Name: "destination", Aliases: []string{"d"}, EnvVars: env("DESTINATION"), Usage: "where the image goes (repeatable): a registry reference, oci:DIR:TAG, or tar:FILE (docker load format)"},
@@ -45,7 +46,8 @@ func buildFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "insecure-registry", EnvVars: env("INSECURE_REGISTRY"), Usage: "registry HOST[:PORT] reachable over plain HTTP or unverified TLS (repeatable; loopback always may use HTTP)"},
 		&cli.StringSliceFlag{Name: "registry-ca", EnvVars: env("REGISTRY_CA"), Usage: "PEM file of a CA to trust for registries (repeatable)"},
 		&cli.StringFlag{Name: "cache-dir", EnvVars: env("CACHE_DIR"), Usage: "layer and stat cache (default $XDG_CACHE_HOME/fairing)"},
-		&cli.StringFlag{Name: "compression", Value: "gzip", EnvVars: env("COMPRESSION"), Usage: "layer compression: gzip, zstd (OCI bases only) or none"},
+		&cli.StringFlag{Name: "compression", Value: "gzip", EnvVars: env("COMPRESSION"), Usage: "layer compression: gzip, estargz (lazily pullable gzip), zstd (OCI bases only) or none"},
+		&cli.StringSliceFlag{Name: "estargz-prioritize", EnvVars: env("ESTARGZ_PRIORITIZE"), Usage: "image path an eStargz layer puts first, for prefetch (repeatable; default: the files named in --entrypoint/--cmd)"},
 		&cli.IntFlag{Name: "compression-level", EnvVars: env("COMPRESSION_LEVEL"), Usage: "compression level (default: gzip 1, zstd 2)"},
 		&cli.Int64Flag{Name: "large-file", Value: 8 << 20, EnvVars: env("LARGE_FILE"), Usage: "files of at least this many bytes get a layer of their own"},
 		&cli.StringFlag{Name: "digest-file", EnvVars: env("DIGEST_FILE"), Usage: "write the image digest (sha256:...) to this file"},
@@ -122,30 +124,15 @@ func buildOptions(c *cli.Context) (builder.Options, error) {
 	}
 
 	ctxDir := c.String("context")
-	fi, err := os.Stat(ctxDir)
-	switch {
-	case os.IsNotExist(err):
-		return o, fmt.Errorf("context %s does not exist: give the folder to build with --context", ctxDir)
-	case err != nil:
-		return o, fmt.Errorf("context %s: %w", ctxDir, err)
-	case !fi.IsDir():
-		return o, fmt.Errorf("context %s is a file, not a folder: give the folder that holds it with --context", ctxDir)
-	}
-	ignoreFile := c.String("dockerignore")
-	if ignoreFile == "" {
-		ignoreFile = filepath.Join(ctxDir, ".dockerignore")
-	} else if _, err := os.Stat(ignoreFile); err != nil {
-		return o, fmt.Errorf("--dockerignore: %w", err)
-	}
-	ign, err := layer.ReadIgnoreFile(ignoreFile)
-	if err != nil {
-		return o, err
-	}
 	workdir := c.String("workdir")
 	if !strings.HasPrefix(workdir, "/") {
 		return o, fmt.Errorf("--workdir %q must be an absolute path", workdir)
 	}
-	o.Sources = []layer.Source{{Dest: workdir, Path: ctxDir, Ignore: ign}}
+	if contextimage.IsReference(ctxDir) {
+		o.ContextRef = ctxDir
+	} else if err := localContext(&o, c, ctxDir, workdir); err != nil {
+		return o, err
+	}
 
 	o.Base = c.String("base")
 	for _, d := range c.StringSlice("destination") {
@@ -156,12 +143,13 @@ func buildOptions(c *cli.Context) (builder.Options, error) {
 		}
 	}
 	o.NoPush = c.Bool("no-push")
-	if len(o.Destinations) == 0 && !o.NoPush {
+	if len(o.Destinations) == 0 && !o.NoPush && c.Command.Name == "build" {
 		return o, fmt.Errorf("no --destination: say where the image goes (a registry reference, oci:DIR:TAG or tar:FILE), or pass --no-push to only compute its digest")
 	}
 	o.Platforms = c.StringSlice("platform")
 
 	cfg := build.Config{WorkingDir: workdir, User: c.String("user")}
+	var err error
 	if s := c.String("entrypoint"); c.IsSet("entrypoint") {
 		if cfg.Entrypoint, err = parseArgv("--entrypoint", s); err != nil {
 			return o, err
@@ -201,6 +189,15 @@ func buildOptions(c *cli.Context) (builder.Options, error) {
 			return o, err
 		}
 	}
+	o.Layer.Prioritize = c.StringSlice("estargz-prioritize")
+	if len(o.Layer.Prioritize) == 0 {
+		// What the container runs is what it reads first.
+		for _, a := range append(append([]string{}, cfg.Entrypoint...), cfg.Cmd...) {
+			if strings.HasPrefix(a, workdir+"/") {
+				o.Layer.Prioritize = append(o.Layer.Prioritize, a)
+			}
+		}
+	}
 	o.Plan = layer.PlanOptions{LargeFile: c.Int64("large-file")}
 	o.CacheDir = c.String("cache-dir")
 	o.Registry = registryclient.Config{
@@ -213,6 +210,31 @@ func buildOptions(c *cli.Context) (builder.Options, error) {
 	o.ImageNameWithDigestFile = c.String("image-name-with-digest-file")
 	o.MetadataFile = c.String("metadata-file")
 	return o, nil
+}
+
+// localContext makes the sources of a local --context folder, honouring its .dockerignore.
+func localContext(o *builder.Options, c *cli.Context, ctxDir, workdir string) error {
+	fi, err := os.Stat(ctxDir)
+	switch {
+	case os.IsNotExist(err):
+		return fmt.Errorf("context %s does not exist: give the folder to build with --context", ctxDir)
+	case err != nil:
+		return fmt.Errorf("context %s: %w", ctxDir, err)
+	case !fi.IsDir():
+		return fmt.Errorf("context %s is a file, not a folder: give the folder that holds it with --context", ctxDir)
+	}
+	ignoreFile := c.String("dockerignore")
+	if ignoreFile == "" {
+		ignoreFile = filepath.Join(ctxDir, ".dockerignore")
+	} else if _, err := os.Stat(ignoreFile); err != nil {
+		return fmt.Errorf("--dockerignore: %w", err)
+	}
+	ign, err := layer.ReadIgnoreFile(ignoreFile)
+	if err != nil {
+		return err
+	}
+	o.Sources = []layer.Source{{Dest: workdir, Path: ctxDir, Ignore: ign}}
+	return nil
 }
 
 func printReport(c *cli.Context, rep *builder.Report) error {

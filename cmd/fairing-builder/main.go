@@ -26,7 +26,7 @@ func main() {
 			"Every flag can also be set with a FAIRING_* environment variable (shown with each flag).",
 		// Values such as --env A=1,2 must not be split on commas: repeat the flag instead.
 		DisableSliceFlagSeparator: true,
-		Commands:                  []*cli.Command{buildCommand(), demoCommand(), versionCommand()},
+		Commands:                  []*cli.Command{buildCommand(), pushContextCommand(), demoCommand(), versionCommand()},
 	}
 	if err := app.RunContext(ctx, os.Args); err != nil {
 		fmt.Fprintf(os.Stderr, "fairing-builder: %v\n", err)

@@ -12,8 +12,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-
-	"github.com/fairing-dev/fairing/pkg/layer"
 )
 
 // OCI annotations set on every image built.
@@ -48,8 +46,16 @@ type Options struct {
 	// Platforms selects from a multi-platform base; empty means every platform it has. For a
 	// scratch base the first one (default linux/amd64) sets the config's platform.
 	Platforms []v1.Platform
-	Layers    []*layer.Layer
-	Config    Config
+	// Layers are appended in order.
+	Layers []Layer
+	Config Config
+}
+
+// Layer is a layer to append and its line in the image history. The layer is passed to the
+// pusher as is, so a remote layer stays mountable across repositories.
+type Layer struct {
+	Layer   v1.Layer
+	Comment string
 }
 
 // Result is exactly one of an image or an index.
@@ -167,17 +173,18 @@ func buildImage(o Options, base v1.Image, baseDigest v1.Hash, p *v1.Platform) (v
 
 	adds := make([]mutate.Addendum, 0, len(o.Layers))
 	for _, l := range o.Layers {
-		lmt, err := layerMediaType(l.Compression(), oci)
+		have, err := l.Layer.MediaType()
+		if err != nil {
+			return nil, err
+		}
+		lmt, err := layerMediaType(have, oci)
 		if err != nil {
 			return nil, fmt.Errorf("base %s: %w", o.Base.Name, err)
 		}
 		adds = append(adds, mutate.Addendum{
-			Layer:     l,
+			Layer:     l.Layer,
 			MediaType: lmt,
-			History: v1.History{
-				Created:   v1.Time{Time: created},
-				CreatedBy: fmt.Sprintf("fairing-builder: COPY %s (%d entries)", l.Name(), l.Entries()),
-			},
+			History:   v1.History{Created: v1.Time{Time: created}, CreatedBy: l.Comment},
 		})
 	}
 	img, err := mutate.Append(base, adds...)
@@ -205,22 +212,27 @@ func buildImage(o Options, base v1.Image, baseDigest v1.Hash, p *v1.Platform) (v
 	return img, nil
 }
 
-func layerMediaType(c layer.Compression, oci bool) (types.MediaType, error) {
-	switch {
-	case c == layer.Gzip && oci:
-		return types.OCILayer, nil
-	case c == layer.Gzip:
+// layerMediaType is the type a layer gets in a manifest of the base's kind: the same bytes are
+// an OCI or a Docker layer, except that Docker schema 2 has no zstd type.
+func layerMediaType(have types.MediaType, oci bool) (types.MediaType, error) {
+	switch have {
+	case types.OCILayer, types.DockerLayer:
+		if oci {
+			return types.OCILayer, nil
+		}
 		return types.DockerLayer, nil
-	case c == layer.Zstd && oci:
-		return types.OCILayerZStd, nil
-	case c == layer.Zstd:
-		return "", fmt.Errorf("Docker schema 2 images have no zstd layer type: use --compression gzip or an OCI base")
-	case c == layer.Uncompressed && oci:
-		return types.OCIUncompressedLayer, nil
-	case c == layer.Uncompressed:
+	case types.OCIUncompressedLayer, types.DockerUncompressedLayer:
+		if oci {
+			return types.OCIUncompressedLayer, nil
+		}
 		return types.DockerUncompressedLayer, nil
+	case types.OCILayerZStd:
+		if oci {
+			return have, nil
+		}
+		return "", fmt.Errorf("Docker schema 2 images have no zstd layer type: use --compression gzip or an OCI base")
 	}
-	return "", fmt.Errorf("unknown compression %q", c)
+	return "", fmt.Errorf("cannot append a layer of media type %s", have)
 }
 
 func applyConfig(c *v1.Config, o Config) {

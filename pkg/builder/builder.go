@@ -12,9 +12,11 @@ import (
 	"strings"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/fairing-dev/fairing/pkg/build"
+	"github.com/fairing-dev/fairing/pkg/contextimage"
 	"github.com/fairing-dev/fairing/pkg/layer"
 	"github.com/fairing-dev/fairing/pkg/progress"
 	"github.com/fairing-dev/fairing/pkg/publish"
@@ -23,7 +25,10 @@ import (
 
 // Options describe one build.
 type Options struct {
+	// Sources are the local files to build from; or ContextRef names a context artifact
+	// (oci://REPO@sha256:..., see pkg/contextimage) whose layers are appended as they are.
 	Sources      []layer.Source
+	ContextRef   string
 	Base         string
 	Destinations []string
 	// NoPush computes everything and writes local destinations, but sends nothing to
@@ -105,7 +110,7 @@ func (o *Options) logf(format string, args ...any) {
 // Run builds and publishes. Nothing is tagged unless everything it points to was written.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	start := time.Now()
-	if len(o.Sources) == 0 {
+	if len(o.Sources) == 0 && o.ContextRef == "" {
 		return nil, fmt.Errorf("nothing to build: no context or inputs given")
 	}
 	plats, err := build.ParsePlatforms(o.Platforms)
@@ -147,20 +152,22 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		baseCh <- baseResult{b, err, time.Since(t)}
 	}()
 
-	lres, err := layer.Make(ctx, o.Sources, o.CacheDir, o.Layer, o.Plan)
-	if err != nil {
-		<-baseCh
-		return nil, err
-	}
-	for _, l := range lres.Layers {
-		o.logf("layer %s", l)
+	var ls *layerSet
+	if o.ContextRef != "" {
+		ls, err = fetchLayers(ctx, &o)
+	} else {
+		ls, err = makeLayers(ctx, o)
 	}
 	br := <-baseCh
+	if err != nil {
+		return nil, err
+	}
 	if br.err != nil {
 		return nil, br.err
 	}
 
-	res, err := build.Build(build.Options{Base: br.b, Platforms: plats, Layers: lres.Layers, Config: o.Config})
+	layers := ls.layers
+	res, err := build.Build(build.Options{Base: br.b, Platforms: plats, Layers: layers, Config: o.Config})
 	if err != nil {
 		return nil, err
 	}
@@ -169,12 +176,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 
-	rep := &Report{Digest: digest.String(), Entries: lres.Entries, FilesHashed: lres.Hashed}
+	rep := &Report{Digest: digest.String(), Entries: ls.entries, FilesHashed: ls.hashed, Layers: ls.reports}
 	rep.Base.Name = br.b.Name
 	if !br.b.Scratch {
 		rep.Base.Digest = br.b.Digest.String()
 	}
-	if err := fillImageReport(rep, res, lres.Layers); err != nil {
+	if err := fillImageReport(rep, res); err != nil {
 		return nil, err
 	}
 
@@ -209,7 +216,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	rep.Timings = Timings{
-		WalkMs: lres.Walk.Milliseconds(), HashMs: lres.Hash.Milliseconds(), LayersMs: lres.Write.Milliseconds(),
+		WalkMs: ls.walk.Milliseconds(), HashMs: ls.hash.Milliseconds(), LayersMs: ls.write.Milliseconds(),
 		BaseMs: br.d.Milliseconds(), PublishMs: time.Since(t).Milliseconds(), TotalMs: time.Since(start).Milliseconds(),
 	}
 	if err := writeOutputs(o, rep); err != nil {
@@ -218,7 +225,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	return rep, nil
 }
 
-func fillImageReport(rep *Report, res *build.Result, layers []*layer.Layer) error {
+func fillImageReport(rep *Report, res *build.Result) error {
 	var mt interface {
 		MediaType() (types.MediaType, error)
 	} = res.Image
@@ -252,17 +259,76 @@ func fillImageReport(rep *Report, res *build.Result, layers []*layer.Layer) erro
 	for _, d := range man.Layers {
 		layerTypes[d.Digest.String()] = string(d.MediaType)
 	}
-	for _, l := range layers {
+	for i := range rep.Layers {
+		rep.Layers[i].MediaType = layerTypes[rep.Layers[i].Digest]
+	}
+	return nil
+}
+
+// layerSet is the layers a build appends, with what the report says of them.
+type layerSet struct {
+	layers            []build.Layer
+	reports           []LayerReport
+	entries, hashed   int
+	walk, hash, write time.Duration
+}
+
+// makeLayers builds (or finds in the cache) the layers of local sources.
+func makeLayers(ctx context.Context, o Options) (*layerSet, error) {
+	res, err := layer.Make(ctx, o.Sources, o.CacheDir, o.Layer, o.Plan)
+	if err != nil {
+		return nil, err
+	}
+	ls := &layerSet{entries: res.Entries, hashed: res.Hashed, walk: res.Walk, hash: res.Hash, write: res.Write}
+	for _, l := range res.Layers {
+		o.logf("layer %s", l)
 		d, _ := l.Digest()
 		diff, _ := l.DiffID()
 		size, _ := l.Size()
 		desc, _ := l.Descriptor()
-		rep.Layers = append(rep.Layers, LayerReport{
-			Name: l.Name(), Digest: d.String(), DiffID: diff.String(), Size: size, MediaType: layerTypes[d.String()],
+		ls.layers = append(ls.layers, build.Layer{Layer: l, Comment: l.HistoryComment()})
+		ls.reports = append(ls.reports, LayerReport{
+			Name: l.Name(), Digest: d.String(), DiffID: diff.String(), Size: size,
 			Entries: l.Entries(), Cached: l.CacheHit(), Key: l.Key(), Annotations: desc.Annotations,
 		})
 	}
-	return nil
+	return ls, nil
+}
+
+// fetchLayers reads a context artifact's layers (descriptors only: a registry that already
+// holds or can mount the blobs never sends them) and takes its recorded command, environment
+// and working directory as defaults.
+func fetchLayers(ctx context.Context, o *Options) (*layerSet, error) {
+	t := time.Now()
+	c, err := contextimage.Fetch(ctx, o.ContextRef, o.Registry)
+	if err != nil {
+		return nil, err
+	}
+	if o.Config.Cmd == nil && o.Config.Entrypoint == nil && len(c.Meta.Command) > 0 {
+		o.Config.Cmd = c.Meta.Command
+	}
+	if o.Config.WorkingDir == "" {
+		o.Config.WorkingDir = c.Meta.Workdir
+	}
+	o.Config.Env = append(append([]string{}, c.Meta.Env...), o.Config.Env...)
+	m, err := c.Image.Manifest()
+	if err != nil {
+		return nil, err
+	}
+	cf, err := c.Image.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	ls := &layerSet{walk: time.Since(t)}
+	for i, l := range c.Layers {
+		ls.layers = append(ls.layers, build.Layer{Layer: l, Comment: c.Comments[i]})
+		r := LayerReport{Name: c.Comments[i], Digest: m.Layers[i].Digest.String(), Size: m.Layers[i].Size, Cached: true, Annotations: m.Layers[i].Annotations}
+		if i < len(cf.RootFS.DiffIDs) {
+			r.DiffID = cf.RootFS.DiffIDs[i].String()
+		}
+		ls.reports = append(ls.reports, r)
+	}
+	return ls, nil
 }
 
 // writeOutputs writes the files scripts read; each is written whole or not at all.
@@ -314,4 +380,50 @@ func DefaultCacheDir() (string, error) {
 		return "", fmt.Errorf("no cache directory: set --cache-dir: %w", err)
 	}
 	return d + "/fairing", nil
+}
+
+// PushContext turns local sources into layers exactly as a build would (same cache, same
+// digests) and pushes them to repo as a context artifact, uploading only the blobs repo lacks.
+// It returns oci://REPO@sha256:..., which `fairing-builder build --context` accepts.
+func PushContext(ctx context.Context, o Options, repo string, meta contextimage.Meta) (string, *Report, error) {
+	start := time.Now()
+	if o.CacheDir == "" {
+		var err error
+		if o.CacheDir, err = DefaultCacheDir(); err != nil {
+			return "", nil, err
+		}
+	}
+	r, err := o.Registry.ParseReference(repo)
+	if err != nil {
+		return "", nil, err
+	}
+	ls, err := makeLayers(ctx, o)
+	if err != nil {
+		return "", nil, err
+	}
+	layers := make([]v1.Layer, len(ls.layers))
+	comments := make([]string, len(ls.layers))
+	for i, l := range ls.layers {
+		layers[i], comments[i] = l.Layer, l.Comment
+	}
+	img, err := contextimage.New(layers, comments, meta)
+	if err != nil {
+		return "", nil, err
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return "", nil, err
+	}
+	ref := r.Context().Digest(d.String())
+	dest := publish.Destination{Kind: publish.Registry, Raw: ref.String(), Ref: ref}
+	ch, wait := progress.Uploads(o.Progress, "sending context")
+	prep, err := publish.Publish(ctx, &build.Result{Image: img}, []publish.Destination{dest}, publish.Options{Registry: o.Registry, Progress: ch})
+	wait()
+	if err != nil {
+		return "", nil, err
+	}
+	rep := &Report{Digest: d.String(), Reference: ref.String(), Refs: []string{ref.String()}, Entries: ls.entries, FilesHashed: ls.hashed, Layers: ls.reports,
+		Pushed: prep.Pushed, Mounted: prep.Mounted, Skipped: prep.Skipped, Manifests: prep.Manifests, BytesUploaded: prep.BytesUploaded}
+	rep.Timings = Timings{WalkMs: ls.walk.Milliseconds(), HashMs: ls.hash.Milliseconds(), LayersMs: ls.write.Milliseconds(), TotalMs: time.Since(start).Milliseconds()}
+	return contextimage.Scheme + ref.String(), rep, nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
 	"github.com/fairing-dev/fairing/pkg/build"
+	"github.com/fairing-dev/fairing/pkg/contextimage"
 	"github.com/fairing-dev/fairing/pkg/layer"
 )
 
@@ -361,4 +362,70 @@ func keys(m map[string]string) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+func TestContextArtifact(t *testing.T) {
+	reg := memRegistry(t)
+	pushBase(t, reg+"/base/img:1", types.OCIManifestSchema1, amd64)
+	ctxDir := project(t)
+	o := opts(t, ctxDir, reg+"/base/img:1", reg+"/me/app:local")
+	local, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ref, sent, err := PushContext(context.Background(), o, reg+"/me/app", contextimage.Meta{Workdir: "/app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(ref, "oci://"+reg+"/me/app@sha256:") {
+		t.Fatalf("context ref = %s", ref)
+	}
+	// The image's layers were pushed by the local build: the context needs only its config
+	// and manifest.
+	if len(sent.Pushed) != 1 {
+		t.Errorf("context push uploaded %v, want only its config", sent.Pushed)
+	}
+
+	// A build from the artifact (as a build pod does) gives the very same image.
+	remoteOpts := o
+	remoteOpts.Sources = nil
+	remoteOpts.ContextRef = ref
+	remoteOpts.CacheDir = t.TempDir() // a fresh pod: nothing local
+	remoteOpts.Destinations = []string{reg + "/me/app:cluster"}
+	cluster, err := Run(context.Background(), remoteOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cluster.Digest != local.Digest {
+		t.Errorf("build from the context artifact gave %s, local build %s", cluster.Digest, local.Digest)
+	}
+	if len(cluster.Pushed) != 0 {
+		t.Errorf("build from the context artifact uploaded %v", cluster.Pushed)
+	}
+
+	// Unchanged context: nothing uploaded at all; an edit: one layer + config.
+	_, again, err := PushContext(context.Background(), o, reg+"/me/app", contextimage.Meta{Workdir: "/app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again.Pushed)+len(again.Manifests) != 0 {
+		t.Errorf("unchanged context pushed %v and %v", again.Pushed, again.Manifests)
+	}
+	os.WriteFile(filepath.Join(ctxDir, "train.py"), []byte("print('edited')\n"), 0o644)
+	_, edited, err := PushContext(context.Background(), o, reg+"/me/app", contextimage.Meta{Workdir: "/app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(edited.Pushed) != 2 {
+		t.Errorf("edited context pushed %v, want one layer and the config", edited.Pushed)
+	}
+
+	if _, err := Run(context.Background(), Options{ContextRef: "oci://" + reg + "/me/app:latest", Base: "scratch", Destinations: []string{reg + "/x:1"}}); err == nil || !strings.Contains(err.Error(), "by digest") {
+		t.Errorf("tag instead of digest: err = %v", err)
+	}
+	img := strings.TrimPrefix(local.Refs[0], "")
+	if _, err := Run(context.Background(), Options{ContextRef: "oci://" + img, Base: "scratch", Destinations: []string{reg + "/x:1"}}); err == nil || !strings.Contains(err.Error(), "not a fairing build context") {
+		t.Errorf("an image instead of a context: err = %v", err)
+	}
 }

@@ -22,21 +22,21 @@ const (
 // ParseCompression accepts the --compression flag's values.
 func ParseCompression(s string) (Compression, error) {
 	switch Compression(s) {
-	case Gzip, Zstd, Uncompressed:
+	case Gzip, Zstd, Uncompressed, Estargz:
 		return Compression(s), nil
 	case "", "default":
 		return Gzip, nil
 	case "uncompressed":
 		return Uncompressed, nil
 	}
-	return "", fmt.Errorf("unknown compression %q: use gzip, zstd or none", s)
+	return "", fmt.Errorf("unknown compression %q: use gzip, zstd, estargz or none", s)
 }
 
 // DefaultLevel is the level used when none is given: gzip BestSpeed (ggcr's and crane's
 // default; compression dominates cold builds), zstd's default speed.
 func (c Compression) DefaultLevel() int {
 	switch c {
-	case Gzip:
+	case Gzip, Estargz:
 		return gzip.BestSpeed
 	case Zstd:
 		return int(zstd.SpeedDefault)
@@ -46,7 +46,7 @@ func (c Compression) DefaultLevel() int {
 
 func (c Compression) validLevel(level int) error {
 	switch c {
-	case Gzip:
+	case Gzip, Estargz:
 		if level < gzip.HuffmanOnly || level > gzip.BestCompression {
 			return fmt.Errorf("gzip level %d out of range: use 1 (fastest) to 9 (smallest)", level)
 		}
@@ -90,7 +90,7 @@ func (c Compression) compressor(w io.Writer, level int) (io.WriteCloser, error) 
 // decompressor reads what compressor wrote.
 func (c Compression) decompressor(r io.Reader) (io.ReadCloser, error) {
 	switch c {
-	case Gzip:
+	case Gzip, Estargz:
 		return pgzip.NewReader(r)
 	case Zstd:
 		zr, err := zstd.NewReader(r)

@@ -28,6 +28,9 @@ type Options struct {
 	// Jobs bounds how many layers are written at once (each compressor also uses several
 	// goroutines). Default GOMAXPROCS.
 	Jobs int
+	// Prioritize lists image paths an eStargz layer puts first (before the prefetch landmark),
+	// in this order: what the container reads first at start-up.
+	Prioritize []string
 }
 
 // formatVersion changes whenever the bytes the writer produces for the same input change, so
@@ -67,6 +70,9 @@ func (b *Builder) Build(ctx context.Context, groups []Group) ([]*Layer, error) {
 	g.SetLimit(b.opts.Jobs)
 	for i := range groups {
 		entries := groups[i].tarEntries()
+		if b.opts.Compression == Estargz {
+			entries = estargzOrder(entries, b.opts.Prioritize)
+		}
 		key, err := b.key(entries)
 		if err != nil {
 			return nil, fmt.Errorf("layer %q: %w", groups[i].Name, err)
@@ -121,7 +127,7 @@ func (b *Builder) defaultMediaType() types.MediaType {
 	case Uncompressed:
 		return types.OCIUncompressedLayer
 	}
-	return types.OCILayer
+	return types.OCILayer // gzip and estargz
 }
 
 // write streams tar → compressor → temp file, hashing the uncompressed stream (diffID) and the
@@ -139,17 +145,26 @@ func (b *Builder) write(ctx context.Context, key string, entries []Entry) (r rec
 	}()
 	bw := bufio.NewWriterSize(tmp, 1<<20)
 	compressed := &hashCounter{h: sha256.New()}
-	zw, err := b.opts.Compression.compressor(io.MultiWriter(bw, compressed), b.opts.Level)
-	if err != nil {
-		return r, err
-	}
-	uncompressed := &hashCounter{h: sha256.New()}
-	if err := writeTar(ctx, io.MultiWriter(zw, uncompressed), entries, b.opts.Tar); err != nil {
-		zw.Close()
-		return r, err
-	}
-	if err := zw.Close(); err != nil {
-		return r, fmt.Errorf("compress: %w", err)
+	if b.opts.Compression == Estargz {
+		diffID, usize, toc, err := b.writeEstargz(ctx, io.MultiWriter(bw, compressed), entries)
+		if err != nil {
+			return r, err
+		}
+		r = record{DiffID: diffID, UncompressedSize: usize, Annotations: estargzAnnotations(toc, usize)}
+	} else {
+		zw, err := b.opts.Compression.compressor(io.MultiWriter(bw, compressed), b.opts.Level)
+		if err != nil {
+			return r, err
+		}
+		uncompressed := &hashCounter{h: sha256.New()}
+		if err := writeTar(ctx, io.MultiWriter(zw, uncompressed), entries, b.opts.Tar); err != nil {
+			zw.Close()
+			return r, err
+		}
+		if err := zw.Close(); err != nil {
+			return r, fmt.Errorf("compress: %w", err)
+		}
+		r = record{DiffID: "sha256:" + hex.EncodeToString(uncompressed.h.Sum(nil)), UncompressedSize: uncompressed.n}
 	}
 	if err := bw.Flush(); err != nil {
 		return r, fmt.Errorf("write temp blob: %w", err)
@@ -157,13 +172,9 @@ func (b *Builder) write(ctx context.Context, key string, entries []Entry) (r rec
 	if err := tmp.Close(); err != nil {
 		return r, fmt.Errorf("write temp blob: %w", err)
 	}
-	r = record{
-		Digest:           "sha256:" + hex.EncodeToString(compressed.h.Sum(nil)),
-		DiffID:           "sha256:" + hex.EncodeToString(uncompressed.h.Sum(nil)),
-		Size:             compressed.n,
-		UncompressedSize: uncompressed.n,
-		Compression:      b.opts.Compression,
-	}
+	r.Digest = "sha256:" + hex.EncodeToString(compressed.h.Sum(nil))
+	r.Size = compressed.n
+	r.Compression = b.opts.Compression
 	if err := b.cache.store(key, r, tmp.Name()); err != nil {
 		return r, err
 	}
@@ -227,12 +238,9 @@ func (l *Layer) Descriptor() (*v1.Descriptor, error) {
 	return &v1.Descriptor{MediaType: l.mediaType, Size: l.rec.Size, Digest: d, Annotations: l.rec.Annotations}, nil
 }
 
-// WithMediaType returns the same layer under another media type (Docker manifests need
-// Docker layer types); the blob and its state are shared.
-func (l *Layer) WithMediaType(mt types.MediaType) *Layer {
-	c := *l
-	c.mediaType = mt
-	return &c
+// HistoryComment is the layer's line in the image history.
+func (l *Layer) HistoryComment() string {
+	return fmt.Sprintf("fairing-builder: COPY %s (%d entries)", l.group.Name, len(l.group.Entries))
 }
 
 // Compression is how the blob is compressed.
