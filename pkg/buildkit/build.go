@@ -254,6 +254,7 @@ func prepare(ctx context.Context, o *Options, secretIDs []string) (input, []byte
 		dockerfileDir: dfDir,
 		filename:      "Dockerfile",
 		sharedKey:     "fairing-" + key,
+		epochTimes:    true,
 	}, data, release, nil
 }
 

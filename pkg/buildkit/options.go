@@ -53,10 +53,16 @@ type Options struct {
 	// DockerMediaTypes writes Docker v2 media types instead of OCI ones (every exporter alike, so
 	// registry, oci: and tar: destinations get the same digest).
 	DockerMediaTypes bool
-	// SourceDateEpoch is the build's timestamp: config and history times, and file times in the
-	// new layers clamped to it (BuildKit's rewrite-timestamp). Nil means $SOURCE_DATE_EPOCH when
-	// set, else the Unix epoch: builds are reproducible by default.
+	// SourceDateEpoch is the build's timestamp: the config's and history's times, and, for a
+	// generated Dockerfile, the file times in the layers of the copied files (so those layers
+	// are the same for every checkout and machine). Nil means $SOURCE_DATE_EPOCH when set, else
+	// the Unix epoch.
 	SourceDateEpoch *time.Time
+	// RewriteTimestamp also clamps the file times of every layer the build creates (RUN
+	// layers, and the copies of a user's Dockerfile) to SourceDateEpoch, with BuildKit's
+	// rewrite-timestamp. It costs a decompress and recompress of those layers on every export,
+	// cached or not.
+	RewriteTimestamp bool
 
 	// Registry is how this process reaches registries (the append path's configuration): its
 	// keychain answers buildkitd's credential requests (base pulls, pushes, cache), its

@@ -28,6 +28,7 @@ type input struct {
 	dockerfileDir string // sent as the "dockerfile" local mount
 	filename      string // the Dockerfile's name inside dockerfileDir
 	sharedKey     string // names BuildKit's copy of the context, so the next transfer is a diff
+	epochTimes    bool   // present the context's file times in the epoch's second (see epochFS)
 }
 
 // outputs finishes the file-based exports once the solve succeeded (or cleans them up).
@@ -76,6 +77,9 @@ func solveOpt(ctx context.Context, o *Options, in input, secrets []secret) (clie
 	ctxFS, err := fsutil.NewFS(in.contextDir)
 	if err != nil {
 		return client.SolveOpt{}, nil, fmt.Errorf("context %s: %w", in.contextDir, err)
+	}
+	if in.epochTimes {
+		ctxFS = newEpochFS(ctxFS, epoch.Unix())
 	}
 	dfFS, err := fsutil.NewFS(in.dockerfileDir)
 	if err != nil {
@@ -158,9 +162,9 @@ func exportEntries(o *Options, epoch int64) ([]client.ExportEntry, *outputs, err
 		return nil, nil, err
 	}
 	common["oci-mediatypes"] = strconv.FormatBool(ociTypes)
-	// clamp file times in the layers this build creates to the epoch: the context's mtimes
-	// differ from checkout to checkout, and reproducible means same inputs, same digest
-	common["rewrite-timestamp"] = "true"
+	if o.RewriteTimestamp {
+		common["rewrite-timestamp"] = "true"
+	}
 	common["source-date-epoch"] = strconv.FormatInt(epoch, 10)
 	with := func(extra map[string]string) map[string]string {
 		m := make(map[string]string, len(common)+len(extra))

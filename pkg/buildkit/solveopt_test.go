@@ -52,13 +52,14 @@ func TestSolveOptMapping(t *testing.T) {
 		{
 			name: "registry destinations, args, target, platforms",
 			o: Options{
-				Destinations:    mustDests(t, "127.0.0.1:5000/team/app:1", "127.0.0.1:5000/team/app:latest", "127.0.0.1:5001/mirror/app:1"),
-				Target:          "runtime",
-				BuildArgs:       map[string]string{"PY": "3.11"},
-				Labels:          map[string]string{"org.opencontainers.image.source": "https://example.com/x"},
-				Platforms:       []string{"linux/amd64", "linux/arm64"},
-				NoCache:         true,
-				SourceDateEpoch: &epoch,
+				Destinations:     mustDests(t, "127.0.0.1:5000/team/app:1", "127.0.0.1:5000/team/app:latest", "127.0.0.1:5001/mirror/app:1"),
+				Target:           "runtime",
+				BuildArgs:        map[string]string{"PY": "3.11"},
+				Labels:           map[string]string{"org.opencontainers.image.source": "https://example.com/x"},
+				Platforms:        []string{"linux/amd64", "linux/arm64"},
+				NoCache:          true,
+				SourceDateEpoch:  &epoch,
+				RewriteTimestamp: true,
 			},
 			wantAttrs: map[string]string{
 				"filename": "Dockerfile.train", "target": "runtime", "build-arg:PY": "3.11",
@@ -77,7 +78,7 @@ func TestSolveOptMapping(t *testing.T) {
 				"filename": "Dockerfile.train", "build-arg:SOURCE_DATE_EPOCH": "0",
 			},
 			wantExports: []client.ExportEntry{{Type: "image", Attrs: map[string]string{
-				"compression": "gzip", "oci-mediatypes": "true", "rewrite-timestamp": "true", "source-date-epoch": "0",
+				"compression": "gzip", "oci-mediatypes": "true", "source-date-epoch": "0",
 			}}},
 		},
 		{
@@ -89,8 +90,8 @@ func TestSolveOptMapping(t *testing.T) {
 			},
 			wantAttrs: map[string]string{"filename": "Dockerfile.train", "build-arg:SOURCE_DATE_EPOCH": "0"},
 			wantExports: []client.ExportEntry{
-				{Type: "oci", Attrs: map[string]string{"tar": "false", "compression": "zstd", "compression-level": "3", "oci-mediatypes": "true", "rewrite-timestamp": "true", "source-date-epoch": "0"}},
-				{Type: "docker", Attrs: map[string]string{"compression": "zstd", "compression-level": "3", "oci-mediatypes": "true", "rewrite-timestamp": "true", "source-date-epoch": "0"}},
+				{Type: "oci", Attrs: map[string]string{"tar": "false", "compression": "zstd", "compression-level": "3", "oci-mediatypes": "true", "source-date-epoch": "0"}},
+				{Type: "docker", Attrs: map[string]string{"compression": "zstd", "compression-level": "3", "oci-mediatypes": "true", "source-date-epoch": "0"}},
 			},
 			wantCache: "127.0.0.1:5000/team/cache:buildcache",
 		},
@@ -100,7 +101,7 @@ func TestSolveOptMapping(t *testing.T) {
 			wantAttrs: map[string]string{"filename": "Dockerfile.train", "build-arg:SOURCE_DATE_EPOCH": "0"},
 			wantExports: []client.ExportEntry{{Type: "image", Attrs: map[string]string{
 				"name": "127.0.0.1:5000/a:1", "push": "true", "compression": "estargz", "force-compression": "true",
-				"oci-mediatypes": "true", "rewrite-timestamp": "true", "source-date-epoch": "0",
+				"oci-mediatypes": "true", "source-date-epoch": "0",
 			}}},
 		},
 		{
@@ -108,8 +109,8 @@ func TestSolveOptMapping(t *testing.T) {
 			o:         Options{Destinations: mustDests(t, "127.0.0.1:5000/a:1", "tar:"+filepath.Join(out, "a.tar")), CacheRepo: "127.0.0.1:5000/c:main", DockerMediaTypes: true},
 			wantAttrs: map[string]string{"filename": "Dockerfile.train", "build-arg:SOURCE_DATE_EPOCH": "0"},
 			wantExports: []client.ExportEntry{
-				{Type: "image", Attrs: map[string]string{"name": "127.0.0.1:5000/a:1", "push": "true", "compression": "gzip", "oci-mediatypes": "false", "rewrite-timestamp": "true", "source-date-epoch": "0"}},
-				{Type: "docker", Attrs: map[string]string{"name": "127.0.0.1:5000/a:1", "compression": "gzip", "oci-mediatypes": "false", "rewrite-timestamp": "true", "source-date-epoch": "0"}},
+				{Type: "image", Attrs: map[string]string{"name": "127.0.0.1:5000/a:1", "push": "true", "compression": "gzip", "oci-mediatypes": "false", "source-date-epoch": "0"}},
+				{Type: "docker", Attrs: map[string]string{"name": "127.0.0.1:5000/a:1", "compression": "gzip", "oci-mediatypes": "false", "source-date-epoch": "0"}},
 			},
 			wantCache: "127.0.0.1:5000/c:main",
 		},
@@ -123,7 +124,7 @@ func TestSolveOptMapping(t *testing.T) {
 			wantAttrs: map[string]string{"filename": "Dockerfile.train", "build-arg:SOURCE_DATE_EPOCH": "0"},
 			wantExports: []client.ExportEntry{{Type: "image", Attrs: map[string]string{
 				"name": "reg.internal:5000/a:1", "push": "true", "registry.insecure": "true", "compression": "gzip",
-				"oci-mediatypes": "true", "rewrite-timestamp": "true", "source-date-epoch": "0",
+				"oci-mediatypes": "true", "source-date-epoch": "0",
 			}}},
 			wantCache: "reg.internal:5000/cache:buildcache",
 			insecure:  true,
@@ -138,7 +139,7 @@ func TestSolveOptMapping(t *testing.T) {
 			secrets:   []secret{{id: "pip.conf", file: secretFile}},
 			wantAttrs: map[string]string{"filename": "Dockerfile.train", "build-arg:SOURCE_DATE_EPOCH": "0"},
 			wantExports: []client.ExportEntry{{Type: "image", Attrs: map[string]string{
-				"compression": "gzip", "oci-mediatypes": "true", "rewrite-timestamp": "true", "source-date-epoch": "0",
+				"compression": "gzip", "oci-mediatypes": "true", "source-date-epoch": "0",
 			}}},
 		},
 	} {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -118,6 +119,61 @@ func TestGeneratedLayersAndCodeChange(t *testing.T) {
 	}
 	if s := step(t, second, "COPY 00-dependencies/"); !s.Cached {
 		t.Errorf("dependency COPY not cached after a code change")
+	}
+}
+
+// The same sources in two checkouts (other paths, other file times, other state dirs) give
+// the same image digest: the copied files' times are the epoch in the layers.
+func TestGeneratedReproducibleAcrossCheckouts(t *testing.T) {
+	env := need(t, "FAIRING_TEST_BUILDKIT_ADDR", "FAIRING_TEST_REGISTRY")
+	addr, reg := env[0], env[1]
+	base := busyboxBase(t, reg)
+	conn := connect(t, addr)
+	id := uniq(t)
+	files := map[string]string{"train.py": "print('" + id + "')\n", "lib/util.py": "X = 1\n", "requirements.txt": "# none\n"}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var digests []string
+	for i, mtime := range []time.Time{time.Unix(1500000000, 123), time.Now()} {
+		src := t.TempDir()
+		writeFiles(t, src, files)
+		for p := range files {
+			os.Chtimes(filepath.Join(src, p), mtime, mtime)
+		}
+		res, err := conn.Build(ctx, buildkit.Options{
+			Spec: &buildkit.Spec{
+				Base:         base,
+				Requirements: []string{}, // nothing to install on busybox
+				Sources:      []layer.Source{{Dest: "/app", Path: src}, {Dest: "/app/run.sh", Data: []byte("#!/bin/sh\n"), Mode: 0o755, Class: layer.ClassTop}},
+				Cmd:          []string{"/app/run.sh"},
+			},
+			StateDir:     t.TempDir(),
+			Destinations: dest(t, fmt.Sprintf("%s/fairing-test/repro-%d:1", reg, i)),
+			Progress:     buildkit.ProgressQuiet,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		digests = append(digests, res.Digest.String())
+		img := pull(t, res.References[0].String())
+		ls, _ := img.Layers()
+		for li, l := range ls[1:] { // the base's layer keeps its own times
+			rc, _ := l.Uncompressed()
+			tr := tar.NewReader(rc)
+			for {
+				h, err := tr.Next()
+				if err != nil {
+					break
+				}
+				if h.Typeflag == tar.TypeReg && !h.ModTime.Equal(time.Unix(0, 0)) {
+					t.Errorf("layer %d: %s has mtime %v, want the epoch", li+1, h.Name, h.ModTime)
+				}
+			}
+			rc.Close()
+		}
+	}
+	if digests[0] != digests[1] {
+		t.Errorf("two checkouts of the same sources gave %s and %s", digests[0], digests[1])
 	}
 }
 
