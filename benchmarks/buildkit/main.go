@@ -203,7 +203,6 @@ func runOurs(ctx context.Context, c config, proxy *countingProxy, proj string, r
 			},
 			Cmd: []string{"python3", "/app/main.py"},
 		},
-		StateDir:     filepath.Join(c.work, "state"),
 		Destinations: []publish.Destination{d},
 		Progress:     buildkit.ProgressQuiet,
 	})

@@ -14,7 +14,6 @@ import (
 	"runtime"
 	"sort"
 
-	"github.com/gofrs/flock"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/moby/buildkit/client"
@@ -22,6 +21,7 @@ import (
 	"github.com/moby/buildkit/exporter/containerimage/exptypes"
 	"github.com/moby/buildkit/util/progress/progressui"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/tonistiigi/fsutil"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/fairing-dev/fairing/pkg/registryclient"
@@ -72,11 +72,10 @@ func (c *Conn) Build(ctx context.Context, o Options) (*Result, error) {
 		}
 		o.Spec = &spec
 	}
-	in, dockerfile, release, err := prepare(ctx, &o, ids)
+	in, dockerfile, err := prepare(ctx, &o, ids)
 	if err != nil {
 		return nil, err
 	}
-	defer release()
 	opt, outs, err := solveOpt(ctx, &o, in, secrets)
 	if err != nil {
 		return nil, err
@@ -180,82 +179,56 @@ func baseUser(ctx context.Context, base string, platforms []string, rc registryc
 }
 
 // prepare resolves the Dockerfile and context: the user's as they are, or a generated
-// Dockerfile and a staged context in the state dir (locked for the build's duration).
-func prepare(ctx context.Context, o *Options, secretIDs []string) (input, []byte, func(), error) {
-	nop := func() {}
+// Dockerfile and the planned sources served from memory and the user's files.
+func prepare(ctx context.Context, o *Options, secretIDs []string) (input, []byte, error) {
 	if o.Spec == nil {
 		ctxDir, err := filepath.Abs(o.ContextDir)
 		if err != nil {
-			return input{}, nil, nop, err
+			return input{}, nil, err
 		}
 		if fi, err := os.Stat(ctxDir); err != nil || !fi.IsDir() {
-			return input{}, nil, nop, fmt.Errorf("build context %s is not a directory", o.ContextDir)
+			return input{}, nil, fmt.Errorf("build context %s is not a directory", o.ContextDir)
 		}
 		df := o.Dockerfile
 		if df == "" {
 			df = filepath.Join(ctxDir, "Dockerfile")
 		}
 		if df, err = filepath.Abs(df); err != nil {
-			return input{}, nil, nop, err
+			return input{}, nil, err
 		}
 		data, err := os.ReadFile(df)
 		if err != nil {
-			return input{}, nil, nop, fmt.Errorf("read Dockerfile: %w", err)
+			return input{}, nil, fmt.Errorf("read Dockerfile: %w", err)
 		}
-		return input{
-			contextDir:    ctxDir,
-			dockerfileDir: filepath.Dir(df),
-			filename:      filepath.Base(df),
-			sharedKey:     "fairing-" + shortHash(ctxDir),
-		}, data, nop, nil
+		ctxFS, err := fsutil.NewFS(ctxDir)
+		if err != nil {
+			return input{}, nil, fmt.Errorf("build context %s: %w", ctxDir, err)
+		}
+		dfFS, err := fsutil.NewFS(filepath.Dir(df))
+		if err != nil {
+			return input{}, nil, fmt.Errorf("Dockerfile directory: %w", err)
+		}
+		return input{context: ctxFS, dockerfile: dfFS, filename: filepath.Base(df), sharedKey: "fairing-" + shortHash(ctxDir)}, data, nil
 	}
 
 	p, err := planSpec(ctx, *o.Spec)
 	if err != nil {
-		return input{}, nil, nop, err
+		return input{}, nil, err
 	}
 	data, err := dockerfile(*o.Spec, p, secretIDs)
 	if err != nil {
-		return input{}, nil, nop, err
+		return input{}, nil, err
 	}
-	state := o.StateDir
-	if state == "" {
-		base, err := os.UserCacheDir()
-		if err != nil {
-			base = os.TempDir()
-		}
-		state = filepath.Join(base, "fairing", "buildkit")
-	}
-	key := specKey(*o.Spec)
-	dir := filepath.Join(state, key)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return input{}, nil, nop, fmt.Errorf("state dir: %w", err)
-	}
-	lock := flock.New(dir + ".lock")
-	if err := lock.Lock(); err != nil {
-		return input{}, nil, nop, fmt.Errorf("lock state dir %s: %w", dir, err)
-	}
-	release := func() { lock.Unlock() }
-	if err := stage(p, filepath.Join(dir, "context")); err != nil {
-		release()
-		return input{}, nil, nop, err
-	}
-	dfDir := filepath.Join(dir, "dockerfile")
-	if err := os.MkdirAll(dfDir, 0o755); err != nil {
-		release()
-		return input{}, nil, nop, err
-	}
-	if err := os.WriteFile(filepath.Join(dfDir, "Dockerfile"), data, 0o644); err != nil {
-		release()
-		return input{}, nil, nop, err
+	epoch, err := o.epoch()
+	if err != nil {
+		return input{}, nil, err
 	}
 	return input{
-		contextDir:    filepath.Join(dir, "context"),
-		dockerfileDir: dfDir,
-		filename:      "Dockerfile",
-		sharedKey:     "fairing-" + key,
-		epochTimes:    true,
-	}, data, release, nil
+		context:    newContextFS(p, epoch.Unix()),
+		dockerfile: newFileFS("Dockerfile", data, epoch.Unix()),
+		filename:   "Dockerfile",
+		sharedKey:  "fairing-" + specKey(*o.Spec),
+	}, data, nil
 }
 
 // specKey names a generated build's state: the same sources (by place, not content) map to the

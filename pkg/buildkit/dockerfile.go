@@ -70,9 +70,10 @@ func dockerfile(s Spec, p *plan, secretIDs []string) ([]byte, error) {
 			installed = true
 		}
 		if g.class == layer.ClassDeps && s.BaseUser != "" && !isRoot(s.BaseUser) {
+			// no --link: the user name resolves against the base's /etc/passwd
 			fmt.Fprintf(&b, "COPY --chown=%s %s/ /\n", s.BaseUser, g.dir)
 		} else {
-			fmt.Fprintf(&b, "COPY %s/ /\n", g.dir)
+			fmt.Fprintf(&b, "COPY --link %s/ /\n", g.dir)
 		}
 	}
 	if !installed {

@@ -70,9 +70,6 @@ type Options struct {
 	// Dockerfile. A zero value means Docker's config and credential helpers (plus the pod's
 	// service account in a cluster).
 	Registry registryclient.Config
-	// StateDir keeps the generated Dockerfile and staged context between builds (so context
-	// transfer stays incremental); default $XDG_CACHE_HOME/fairing/buildkit.
-	StateDir string
 	// Progress is the display mode; default auto (tty on a terminal, plain otherwise).
 	Progress ProgressMode
 	// ProgressOut receives the progress display; default os.Stderr.

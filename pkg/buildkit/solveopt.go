@@ -24,11 +24,10 @@ import (
 
 // input is the prepared Dockerfile and context of one build.
 type input struct {
-	contextDir    string // sent as the "context" local mount
-	dockerfileDir string // sent as the "dockerfile" local mount
-	filename      string // the Dockerfile's name inside dockerfileDir
-	sharedKey     string // names BuildKit's copy of the context, so the next transfer is a diff
-	epochTimes    bool   // present the context's file times in the epoch's second (see epochFS)
+	context    fsutil.FS // sent as the "context" local mount
+	dockerfile fsutil.FS // sent as the "dockerfile" local mount
+	filename   string    // the Dockerfile's name in it
+	sharedKey  string    // names BuildKit's copy of the context, so the next transfer is a diff
 }
 
 // outputs finishes the file-based exports once the solve succeeded (or cleans them up).
@@ -74,18 +73,6 @@ func solveOpt(ctx context.Context, o *Options, in input, secrets []secret) (clie
 		attrs["no-cache"] = ""
 	}
 
-	ctxFS, err := fsutil.NewFS(in.contextDir)
-	if err != nil {
-		return client.SolveOpt{}, nil, fmt.Errorf("context %s: %w", in.contextDir, err)
-	}
-	if in.epochTimes {
-		ctxFS = newEpochFS(ctxFS, epoch.Unix())
-	}
-	dfFS, err := fsutil.NewFS(in.dockerfileDir)
-	if err != nil {
-		return client.SolveOpt{}, nil, fmt.Errorf("dockerfile dir %s: %w", in.dockerfileDir, err)
-	}
-
 	exports, out, err := exportEntries(o, epoch.Unix())
 	if err != nil {
 		return client.SolveOpt{}, nil, err
@@ -111,7 +98,7 @@ func solveOpt(ctx context.Context, o *Options, in input, secrets []secret) (clie
 	opt := client.SolveOpt{
 		Frontend:      "dockerfile.v0",
 		FrontendAttrs: attrs,
-		LocalMounts:   map[string]fsutil.FS{"context": ctxFS, "dockerfile": dfFS},
+		LocalMounts:   map[string]fsutil.FS{"context": in.context, "dockerfile": in.dockerfile},
 		SharedKey:     in.sharedKey,
 		Exports:       exports,
 		Session:       attachables,

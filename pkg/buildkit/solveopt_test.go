@@ -38,7 +38,7 @@ func TestSolveOptMapping(t *testing.T) {
 	if err := os.WriteFile(secretFile, []byte("[global]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	in := input{contextDir: t.TempDir(), dockerfileDir: t.TempDir(), filename: "Dockerfile.train", sharedKey: "k"}
+	in := input{context: newFileFS("a", nil, 0), dockerfile: newFileFS("Dockerfile.train", nil, 0), filename: "Dockerfile.train", sharedKey: "k"}
 	for _, tc := range []struct {
 		name        string
 		o           Options

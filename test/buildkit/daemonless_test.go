@@ -45,7 +45,6 @@ func TestDaemonless(t *testing.T) {
 			Sources: []layer.Source{{Dest: "/app/hello.txt", Data: []byte(id + "\n")}},
 			Cmd:     []string{"cat", "/app/hello.txt"},
 		},
-		StateDir:     t.TempDir(),
 		Destinations: dest(t, reg+"/fairing-test/daemonless:1"),
 		Progress:     buildkit.ProgressQuiet,
 	})

@@ -65,7 +65,6 @@ func TestGeneratedInstallsRequirementOffline(t *testing.T) {
 	dir, sources := pyProject(t, id)
 	o := buildkit.Options{
 		Spec:         &buildkit.Spec{Base: py, Sources: sources, Cmd: []string{"python3", "/app/train.py"}},
-		StateDir:     t.TempDir(),
 		Destinations: dest(t, proxy.Host+"/fairing-test/pip:1"),
 		Progress:     buildkit.ProgressPlain,
 		ProgressOut:  testWriter{t},
@@ -153,7 +152,6 @@ func TestGeneratedInstallNonRootBase(t *testing.T) {
 	_, sources := pyProject(t, id)
 	res, err := conn.Build(ctx, buildkit.Options{
 		Spec:         &buildkit.Spec{Base: base, Sources: sources},
-		StateDir:     t.TempDir(),
 		Destinations: dest(t, reg+"/fairing-test/pip-nonroot:1"),
 		Progress:     buildkit.ProgressQuiet,
 	})
@@ -177,7 +175,6 @@ func TestRegistryCacheFromEmptyDaemon(t *testing.T) {
 	cache := reg + "/fairing-test/pip-cache:" + id[len(id)-12:]
 	o := buildkit.Options{
 		Spec:         &buildkit.Spec{Base: py, Sources: sources},
-		StateDir:     t.TempDir(),
 		CacheRepo:    cache,
 		Destinations: dest(t, reg+"/fairing-test/pip-cached:1"),
 		Progress:     buildkit.ProgressQuiet,
@@ -193,7 +190,7 @@ func TestRegistryCacheFromEmptyDaemon(t *testing.T) {
 	}
 	// elsewhere: a new daemon with nothing in its state
 	o.ConnectOptions = buildkit.ConnectOptions{Buildkitd: bkd}
-	o.StateDir = t.TempDir()
+
 	second, err := buildkit.Build(ctx, o)
 	if err != nil {
 		t.Fatal(err)

@@ -2,5 +2,5 @@
 FROM 127.0.0.1:5000/base/python:3.11
 WORKDIR /app
 ENV FAIRING_RUNTIME=1
-COPY 00-source/ /
+COPY --link 00-source/ /
 CMD ["python3","/app/train.py"]

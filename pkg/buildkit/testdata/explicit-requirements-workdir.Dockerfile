@@ -2,9 +2,9 @@
 FROM python:3.11
 WORKDIR /srv/job
 ENV FAIRING_RUNTIME=1
-COPY 00-dependencies/ /
+COPY --link 00-dependencies/ /
 RUN --mount=type=secret,id=index export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore PIP_INDEX_URL_FILE=/run/secrets/index && \
     if [ "$(id -u)" = 0 ]; then user=; else user=--user; fi && \
     python3 -m pip install --no-cache-dir $user -r /srv/job/reqs/base.txt -r /srv/job/requirements-dev.txt
-COPY 01-large/ /
-COPY 02-source/ /
+COPY --link 01-large/ /
+COPY --link 02-source/ /

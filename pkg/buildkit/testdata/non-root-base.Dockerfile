@@ -5,5 +5,5 @@ ENV FAIRING_RUNTIME=1
 COPY --chown=jovyan 00-dependencies/ /
 RUN export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore && \
     python3 -m pip install --no-cache-dir --user -r /app/requirements.txt
-COPY 01-source/ /
+COPY --link 01-source/ /
 CMD ["python3","train.py"]

@@ -4,11 +4,11 @@ WORKDIR /app
 ENV FAIRING_RUNTIME=1
 ENV MODE="train"
 ENV QUOTED="a \"b\" \$HOME\\x"
-COPY 00-dependencies/ /
+COPY --link 00-dependencies/ /
 RUN --mount=type=secret,id=pip.conf --mount=type=secret,id=token export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore PIP_CONFIG_FILE=/run/secrets/pip.conf && \
     if [ "$(id -u)" = 0 ]; then user=; else user=--user; fi && \
     python3 -m pip install --no-cache-dir $user -r /app/requirements.txt
-COPY 01-source/ /
-COPY 02-generated/ /
+COPY --link 01-source/ /
+COPY --link 02-generated/ /
 ENTRYPOINT ["python3"]
 CMD ["/app/fairing_main.py","--data","a b&c"]

@@ -2,7 +2,7 @@
 FROM 127.0.0.1:5000/base/python:3.11
 WORKDIR /app
 ENV FAIRING_RUNTIME=1
-COPY 00-dependencies/ /
+COPY --link 00-dependencies/ /
 RUN export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore && \
     python3 -m pip install --no-cache-dir -r /app/requirements.txt
-COPY 01-source/ /
+COPY --link 01-source/ /
