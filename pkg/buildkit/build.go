@@ -33,13 +33,26 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
+	// read the base's user while buildkitd starts or answers: it is a registry round trip
+	var lookup chan baseUserResult
+	if o.Spec != nil && o.Spec.BaseUser == "" {
+		lookup = make(chan baseUserResult, 1)
+		go func() {
+			u, err := baseUser(ctx, o.Spec.Base, o.Platforms, o.Registry)
+			lookup <- baseUserResult{u, err}
+		}()
+	}
 	co := o.ConnectOptions
 	co.InsecureRegistries = o.insecure()
 	conn, err := Connect(ctx, co)
 	if err != nil {
 		return nil, err
 	}
-	res, err := conn.Build(ctx, o)
+	var warnings []string
+	if lookup != nil {
+		o, warnings = withBaseUser(o, <-lookup)
+	}
+	res, err := conn.build(ctx, o, warnings)
 	if cerr := conn.Close(); cerr != nil && err == nil {
 		return nil, fmt.Errorf("stop daemonless buildkitd: %w", cerr)
 	}
@@ -51,6 +64,32 @@ func (c *Conn) Build(ctx context.Context, o Options) (*Result, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
+	var warnings []string
+	if o.Spec != nil && o.Spec.BaseUser == "" {
+		u, err := baseUser(ctx, o.Spec.Base, o.Platforms, o.Registry)
+		o, warnings = withBaseUser(o, baseUserResult{u, err})
+	}
+	return c.build(ctx, o, warnings)
+}
+
+type baseUserResult struct {
+	user string
+	err  error
+}
+
+// withBaseUser puts the base's user into the spec, or explains why the install step will
+// check it when it runs.
+func withBaseUser(o Options, r baseUserResult) (Options, []string) {
+	if r.err != nil {
+		return o, []string{fmt.Sprintf("could not read the base image's user (%v): the install step checks it when it runs", r.err)}
+	}
+	spec := *o.Spec
+	spec.BaseUser = r.user
+	o.Spec = &spec
+	return o, nil
+}
+
+func (c *Conn) build(ctx context.Context, o Options, warnings []string) (*Result, error) {
 	secrets := make([]secret, 0, len(o.Secrets))
 	ids := make([]string, 0, len(o.Secrets))
 	for _, s := range o.Secrets {
@@ -60,17 +99,6 @@ func (c *Conn) Build(ctx context.Context, o Options) (*Result, error) {
 		}
 		secrets = append(secrets, sec)
 		ids = append(ids, sec.id)
-	}
-	var warnings []string
-	if o.Spec != nil && o.Spec.BaseUser == "" {
-		spec := *o.Spec
-		u, err := baseUser(ctx, spec.Base, o.Platforms, o.Registry)
-		if err != nil {
-			warnings = append(warnings, fmt.Sprintf("could not read the base image's user (%v): the install step checks it when it runs", err))
-		} else {
-			spec.BaseUser = u
-		}
-		o.Spec = &spec
 	}
 	in, dockerfile, err := prepare(ctx, &o, ids)
 	if err != nil {

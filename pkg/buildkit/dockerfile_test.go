@@ -3,6 +3,7 @@ package buildkit
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -256,5 +257,39 @@ func TestPlanGroups(t *testing.T) {
 		{Dest: "/app/train.py", Data: []byte("x")},
 	}}); err == nil {
 		t.Error("two sources for one path were accepted")
+	}
+}
+
+func TestMergeSource(t *testing.T) {
+	g := func(c layer.Class, sizes ...int64) layer.Group {
+		var es []layer.Entry
+		for i, s := range sizes {
+			es = append(es, layer.Entry{Path: fmt.Sprintf("f%d-%d", s, i), Type: layer.TypeFile, Size: s})
+		}
+		return layer.Group{Class: c, Entries: es}
+	}
+	in := []layer.Group{g(layer.ClassDeps, 1), g(layer.ClassLarge, 100), g(layer.ClassSource, 4), g(layer.ClassSource, 3, 3), g(layer.ClassSource, 5), g(layer.ClassSource, 1), g(layer.ClassTop, 1)}
+	count := func(gs []layer.Group) string {
+		var s []string
+		for _, g := range gs {
+			s = append(s, fmt.Sprintf("%d:%d", g.Class, len(g.Entries)))
+		}
+		return strings.Join(s, " ")
+	}
+	for _, tc := range []struct {
+		min  int64
+		want string
+	}{
+		{10, "1:1 2:1 3:3 3:2 4:1"}, // 4+3+3 ≥ 10, then 5+1 (the rest)
+		{5, "1:1 2:1 3:3 3:1 3:1 4:1"},
+		{1000, "1:1 2:1 3:5 4:1"},
+		{-1, "1:1 2:1 3:1 3:2 3:1 3:1 4:1"},
+	} {
+		if got := count(mergeSource(in, tc.min)); got != tc.want {
+			t.Errorf("min %d: %s, want %s", tc.min, got, tc.want)
+		}
+	}
+	if len(in[2].Entries) != 1 {
+		t.Error("mergeSource changed its input")
 	}
 }

@@ -27,6 +27,11 @@ type Spec struct {
 	Sources []layer.Source
 	// Plan tunes the split (large-file threshold, chunking).
 	Plan layer.PlanOptions
+	// MinSourceLayer merges neighbouring source layers of the plan until each holds at least
+	// this many bytes; default 16 MiB. Every BuildKit layer is a COPY step of its own, with a
+	// cost on every build, so small projects get one code layer and big ones a few. Negative:
+	// keep the planner's layers.
+	MinSourceLayer int64
 	// Requirements are image paths of pip requirement files to install, in order. When nil, the
 	// file requirements.txt directly in WorkDir is installed if a source provides it, as the
 	// original Fairing did; an empty, non-nil list installs nothing. Each must be provided by
@@ -108,7 +113,7 @@ func planSpec(ctx context.Context, s Spec) (*plan, error) {
 	}
 	deps := map[string]bool{} // image paths of dependency files
 	all := map[string]bool{}
-	for i, g := range layer.Plan(entries, s.Plan) {
+	for i, g := range mergeSource(layer.Plan(entries, s.Plan), s.MinSourceLayer) {
 		p.groups = append(p.groups, stagedGroup{dir: fmt.Sprintf("%02d-%s", i, classDir(g.Class)), class: g.Class, entries: g.Entries})
 		for _, e := range g.Entries {
 			if e.Type == layer.TypeFile || e.Type == layer.TypeHardlink {
@@ -139,6 +144,47 @@ func planSpec(ctx context.Context, s Spec) (*plan, error) {
 		p.requirements = append(p.requirements, r)
 	}
 	return p, nil
+}
+
+// mergeSource joins consecutive source groups until each holds at least min bytes (the last
+// may hold less). Boundaries stay where the planner put them, so a one-file change still
+// touches one layer, and a larger one only when sizes move a group across the threshold.
+func mergeSource(groups []layer.Group, min int64) []layer.Group {
+	if min == 0 {
+		min = 16 << 20
+	}
+	var out []layer.Group
+	var acc *layer.Group
+	var accBytes int64
+	flush := func() {
+		if acc != nil {
+			out = append(out, *acc)
+			acc, accBytes = nil, 0
+		}
+	}
+	for _, g := range groups {
+		if g.Class != layer.ClassSource || min < 0 {
+			flush()
+			out = append(out, g)
+			continue
+		}
+		if acc == nil {
+			c := g
+			c.Entries = append([]layer.Entry(nil), g.Entries...)
+			acc = &c
+		} else {
+			acc.Entries = append(acc.Entries, g.Entries...)
+			acc.Name = "source"
+		}
+		for _, e := range g.Entries {
+			accBytes += e.Size
+		}
+		if accBytes >= min {
+			flush()
+		}
+	}
+	flush()
+	return out
 }
 
 // isRoot reports whether an image config's User runs as root.
