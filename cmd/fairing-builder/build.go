@@ -34,7 +34,7 @@ func buildFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "destination", Aliases: []string{"d"}, EnvVars: env("DESTINATION"), Usage: "where the image goes (repeatable): a registry reference, oci:DIR:TAG, or tar:FILE (docker load format)"},
 		&cli.BoolFlag{Name: "no-push", EnvVars: env("NO_PUSH"), Usage: "compute the image and print its digest without sending anything to registries"},
 		&cli.StringSliceFlag{Name: "platform", EnvVars: env("PLATFORM"), Usage: "platforms to build, e.g. linux/amd64,linux/arm64 (default: every platform of the base)"},
-		&cli.StringFlag{Name: "workdir", Value: "/app", EnvVars: env("WORKDIR"), Usage: "where the context lands in the image; also the working directory"},
+		&cli.StringFlag{Name: "workdir", Aliases: []string{"path-prefix"}, Value: "/app", EnvVars: env("WORKDIR"), Usage: "where the context lands in the image; also the working directory"},
 		&cli.StringFlag{Name: "entrypoint", EnvVars: env("ENTRYPOINT"), Usage: `entrypoint, comma-separated or a JSON array: python,/app/train.py or ["python","-c","..."]`},
 		&cli.StringFlag{Name: "cmd", EnvVars: env("CMD"), Usage: "command (arguments to the entrypoint), same syntax as --entrypoint"},
 		&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, EnvVars: env("ENV"), Usage: "environment variable KEY=VALUE (repeatable; $VAR expands against the base's environment)"},
@@ -70,7 +70,7 @@ func buildCommand() *cli.Command {
 			"       --destination registry.example.com/me/train:latest --cmd python,/app/train.py\n\n" +
 			"The last line of stdout is the pushed reference NAME@sha256:...\n" +
 			"SOURCE_DATE_EPOCH, if set, clamps file times and sets the creation time.",
-		Flags:  buildFlags(),
+		Flags:  append(buildFlags(), preprocessFlags()...),
 		Action: runBuild,
 	}
 }
@@ -177,7 +177,15 @@ func buildOptions(c *cli.Context) (builder.Options, error) {
 		return o, err
 	}
 	cfg.Created = epoch
+	if o.ContextRef != "" && !c.IsSet("workdir") {
+		cfg.WorkingDir = "" // the pushed context knows its working directory
+	}
 	o.Config = cfg
+	if o.ContextRef == "" {
+		if err := runPreprocess(c, &o, ctxDir, workdir, false); err != nil {
+			return o, err
+		}
+	}
 
 	comp, err := layer.ParseCompression(c.String("compression"))
 	if err != nil {
@@ -189,10 +197,12 @@ func buildOptions(c *cli.Context) (builder.Options, error) {
 			return o, err
 		}
 	}
-	o.Layer.Prioritize = c.StringSlice("estargz-prioritize")
+	if p := c.StringSlice("estargz-prioritize"); len(p) > 0 {
+		o.Layer.Prioritize = p
+	}
 	if len(o.Layer.Prioritize) == 0 {
 		// What the container runs is what it reads first.
-		for _, a := range append(append([]string{}, cfg.Entrypoint...), cfg.Cmd...) {
+		for _, a := range append(append([]string{}, o.Config.Entrypoint...), o.Config.Cmd...) {
 			if strings.HasPrefix(a, workdir+"/") {
 				o.Layer.Prioritize = append(o.Layer.Prioritize, a)
 			}

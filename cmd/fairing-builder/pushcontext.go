@@ -10,7 +10,7 @@ import (
 )
 
 func pushContextCommand() *cli.Command {
-	flags := append(buildFlags(),
+	flags := append(append(buildFlags(), preprocessFlags()...),
 		&cli.StringFlag{Name: "repo", Required: true, EnvVars: env("CONTEXT_REPO"), Usage: "repository that receives the context, e.g. registry.example.com/me/train"},
 	)
 	return &cli.Command{
@@ -30,7 +30,8 @@ func pushContextCommand() *cli.Command {
 				return fmt.Errorf("push-context needs a local --context folder")
 			}
 			ref, rep, err := builder.PushContext(c.Context, o, c.String("repo"), contextimage.Meta{
-				Workdir: o.Config.WorkingDir, Command: append(o.Config.Entrypoint, o.Config.Cmd...), Env: o.Config.Env,
+				Workdir: o.Config.WorkingDir, Command: append(o.Config.Entrypoint, o.Config.Cmd...),
+				Env: o.Config.Env, PathEnv: o.Config.PathEnv, Dependencies: o.Dependencies,
 			})
 			if err != nil {
 				return err

@@ -31,7 +31,10 @@ type Config struct {
 	Entrypoint []string
 	Cmd        []string
 	// Env entries are KEY=VALUE; $VAR and ${VAR} expand against the base's environment.
-	Env         []string
+	Env []string
+	// PathEnv entries are KEY=VALUE for search paths (PYTHONPATH): VALUE goes in front of the
+	// base's value, joined with ':', or alone when the base has none.
+	PathEnv     []string
 	Labels      map[string]string
 	Annotations map[string]string
 	User        string
@@ -237,6 +240,7 @@ func layerMediaType(have types.MediaType, oci bool) (types.MediaType, error) {
 
 func applyConfig(c *v1.Config, o Config) {
 	c.Env = mergeEnv(c.Env, append([]string{RuntimeEnv}, o.Env...))
+	c.Env = prependPaths(c.Env, o.PathEnv)
 	if o.WorkingDir != "" {
 		c.WorkingDir = o.WorkingDir
 	}
@@ -263,7 +267,9 @@ func applyConfig(c *v1.Config, o Config) {
 
 // mergeEnv sets each KEY=VALUE of add on env, replacing a key in place and appending new ones,
 // with $VAR expanded against the environment built so far.
-func mergeEnv(env, add []string) []string {
+func mergeEnv(env, add []string) []string { return setEnv(env, add, true) }
+
+func setEnv(env, add []string, expand bool) []string {
 	out := append([]string(nil), env...)
 	lookup := func(k string) string {
 		for i := len(out) - 1; i >= 0; i-- {
@@ -275,7 +281,9 @@ func mergeEnv(env, add []string) []string {
 	}
 	for _, kv := range add {
 		k, v, _ := strings.Cut(kv, "=")
-		v = os.Expand(v, lookup)
+		if expand {
+			v = os.Expand(v, lookup)
+		}
 		replaced := false
 		for i := range out {
 			if kk, _, _ := strings.Cut(out[i], "="); kk == k {
@@ -288,6 +296,26 @@ func mergeEnv(env, add []string) []string {
 		}
 	}
 	return out
+}
+
+func prependPaths(env, add []string) []string {
+	var set []string
+	for _, kv := range add {
+		k, v, _ := strings.Cut(kv, "=")
+		old := ""
+		for _, e := range env {
+			if kk, vv, _ := strings.Cut(e, "="); kk == k {
+				old = vv
+			}
+		}
+		if old != "" && old != v && !strings.HasPrefix(old, v+":") {
+			v += ":" + old
+		} else if old != "" {
+			v = old
+		}
+		set = append(set, k+"="+v)
+	}
+	return setEnv(env, set, false)
 }
 
 func annotations(o Options, baseDigest v1.Hash, created time.Time) map[string]string {

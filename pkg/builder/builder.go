@@ -41,6 +41,10 @@ type Options struct {
 	CacheDir  string
 	Registry  registryclient.Config
 
+	// Dependencies are image paths of dependency manifests (requirements.txt, ...) the image
+	// holds: reported, and recorded in a pushed context for builders that install them.
+	Dependencies []string
+
 	DigestFile              string
 	ImageNameWithDigestFile string
 	MetadataFile            string
@@ -64,6 +68,7 @@ type Report struct {
 		Digest string `json:"digest,omitempty"`
 	} `json:"base"`
 	Layers        []LayerReport `json:"layers"`
+	Dependencies  []string      `json:"dependencies,omitempty"`
 	Entries       int           `json:"entries"`
 	FilesHashed   int           `json:"filesHashed"`
 	Pushed        []string      `json:"pushed"`
@@ -176,7 +181,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 
-	rep := &Report{Digest: digest.String(), Entries: ls.entries, FilesHashed: ls.hashed, Layers: ls.reports}
+	rep := &Report{Digest: digest.String(), Entries: ls.entries, FilesHashed: ls.hashed, Layers: ls.reports, Dependencies: o.Dependencies}
 	rep.Base.Name = br.b.Name
 	if !br.b.Scratch {
 		rep.Base.Digest = br.b.Digest.String()
@@ -311,6 +316,10 @@ func fetchLayers(ctx context.Context, o *Options) (*layerSet, error) {
 		o.Config.WorkingDir = c.Meta.Workdir
 	}
 	o.Config.Env = append(append([]string{}, c.Meta.Env...), o.Config.Env...)
+	o.Config.PathEnv = append(append([]string{}, c.Meta.PathEnv...), o.Config.PathEnv...)
+	if len(o.Dependencies) == 0 {
+		o.Dependencies = c.Meta.Dependencies
+	}
 	m, err := c.Image.Manifest()
 	if err != nil {
 		return nil, err

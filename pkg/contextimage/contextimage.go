@@ -44,6 +44,8 @@ type Meta struct {
 	Command []string `json:"command,omitempty"`
 	// Env is what the preprocessor chose to set (KEY=VALUE).
 	Env []string `json:"env,omitempty"`
+	// PathEnv are search paths to put in front of the base's (PYTHONPATH=...).
+	PathEnv []string `json:"pathEnv,omitempty"`
 }
 
 type config struct {
