@@ -24,6 +24,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -39,6 +40,7 @@ import (
 
 type config struct {
 	addr, buildctl, registry, base, work, jsonOut string
+	nonce                                         string // in repository names: every invocation pushes to empty repositories
 	only                                          string
 	files, runs                                   int
 }
@@ -71,6 +73,7 @@ func main() {
 			log.Fatalf("%s is required (or its FAIRING_TEST_* variable; run.sh sets them)", n)
 		}
 	}
+	c.nonce = strconv.FormatInt(time.Now().Unix(), 36)
 	if err := bench(context.Background(), c); err != nil {
 		log.Fatal(err)
 	}
@@ -103,6 +106,16 @@ func bench(ctx context.Context, c config) error {
 	}
 	defer proxy.Close()
 	log.Printf("project: %d source files, %.1f MB; base %s; %d runs", c.files, float64(size)/1e6, c.base, c.runs)
+	// what a buildctl process pays before building: start, connect, one call
+	var starts []float64
+	for i := 0; i < 5; i++ {
+		start := time.Now()
+		if out, err := exec.CommandContext(ctx, c.buildctl, "--addr", c.addr, "debug", "workers").CombinedOutput(); err != nil {
+			return fmt.Errorf("buildctl debug workers: %v: %s", err, out)
+		}
+		starts = append(starts, time.Since(start).Seconds())
+	}
+	log.Printf("buildctl process start + connect + one call: %.3fs (median of 5); fairing is measured in-process (connect included)", median(starts))
 
 	conn, err := client.New(ctx, c.addr)
 	if err != nil {
@@ -187,7 +200,7 @@ func runOurs(ctx context.Context, c config, proxy *countingProxy, proj string, r
 	if err != nil {
 		return sample{}, err
 	}
-	d, err := publish.ParseDestination(fmt.Sprintf("%s/bench/fairing-%d:latest", proxy.host, run), registryclient.Config{})
+	d, err := publish.ParseDestination(fmt.Sprintf("%s/bench/fairing-%s-%d:latest", proxy.host, c.nonce, run), registryclient.Config{})
 	if err != nil {
 		return sample{}, err
 	}
@@ -221,13 +234,13 @@ func runOurs(ctx context.Context, c config, proxy *countingProxy, proj string, r
 
 func runBuildctl(ctx context.Context, c config, proxy *countingProxy, proj, dfDir string, run int, scenario string, repro bool) (sample, error) {
 	tool := "buildctl"
-	out := fmt.Sprintf("type=image,name=%s/bench/buildctl-%d:latest,push=true", proxy.host, run)
+	out := fmt.Sprintf("type=image,name=%s/bench/buildctl-%s-%d:latest,push=true", proxy.host, c.nonce, run)
 	args := []string{"--addr", c.addr, "build", "--progress", "rawjson", "--frontend", "dockerfile.v0",
 		"--local", "context=" + proj, "--local", "dockerfile=" + dfDir}
 	if repro {
 		// the exporter options pkg/buildkit uses: same reproducibility, same work
 		tool = "buildctl-repro"
-		out = fmt.Sprintf("type=image,name=%s/bench/buildctl-repro-%d:latest,push=true,oci-mediatypes=true,rewrite-timestamp=true", proxy.host, run)
+		out = fmt.Sprintf("type=image,name=%s/bench/buildctl-repro-%s-%d:latest,push=true,oci-mediatypes=true,rewrite-timestamp=true", proxy.host, c.nonce, run)
 		args = append(args, "--opt", "build-arg:SOURCE_DATE_EPOCH=0")
 	}
 	args = append(args, "--output", out)

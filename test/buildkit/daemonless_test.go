@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fairing-dev/fairing/internal/testenv"
 	"github.com/fairing-dev/fairing/pkg/buildkit"
 	"github.com/fairing-dev/fairing/pkg/layer"
 )
@@ -17,9 +18,9 @@ import (
 // Daemonless mode starts its own buildkitd on a private socket, builds, and on Close leaves no
 // process, no mount and no directory behind.
 func TestDaemonless(t *testing.T) {
-	env := need(t, "FAIRING_TEST_BUILDKITD", "FAIRING_TEST_REGISTRY")
-	bkd, reg := env[0], env[1]
-	base := busyboxBase(t, reg)
+	bkd := testenv.Need(t, envBuildkitd)
+	reg := testenv.Registry(t)
+	base := testenv.BusyboxBase(t)
 	t.Setenv("BUILDKIT_HOST", "") // an address would turn daemonless mode off
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -45,7 +46,7 @@ func TestDaemonless(t *testing.T) {
 			Sources: []layer.Source{{Dest: "/app/hello.txt", Data: []byte(id + "\n")}},
 			Cmd:     []string{"cat", "/app/hello.txt"},
 		},
-		Destinations: dest(t, reg+"/fairing-test/daemonless:1"),
+		Destinations: dest(t, reg+"/"+testenv.Repo(t)+":1"),
 		Progress:     buildkit.ProgressQuiet,
 	})
 	if err != nil {
@@ -80,9 +81,8 @@ func TestDaemonless(t *testing.T) {
 // buildkit.Build in daemonless mode with a kept root: the root stays (for the next build's
 // cache), nothing runs and nothing is mounted after it returns.
 func TestDaemonlessBuildKeepsRoot(t *testing.T) {
-	env := need(t, "FAIRING_TEST_BUILDKITD", "FAIRING_TEST_REGISTRY")
-	bkd, reg := env[0], env[1]
-	base := busyboxBase(t, reg)
+	bkd := testenv.Need(t, envBuildkitd)
+	base := testenv.BusyboxBase(t)
 	t.Setenv("BUILDKIT_HOST", "")
 	root := filepath.Join(t.TempDir(), "bk-root")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
+	"github.com/fairing-dev/fairing/internal/testenv"
 	"github.com/fairing-dev/fairing/pkg/buildkit"
 	"github.com/fairing-dev/fairing/pkg/publish"
 )
@@ -22,9 +23,9 @@ import (
 // layout and a docker tarball: one digest everywhere, and the pushed image holds what the
 // steps made and not what .dockerignore excludes.
 func TestUserDockerfileAllDestinations(t *testing.T) {
-	env := need(t, "FAIRING_TEST_BUILDKIT_ADDR", "FAIRING_TEST_REGISTRY")
-	addr, reg := env[0], env[1]
-	base := busyboxBase(t, reg)
+	addr := testenv.Need(t, envBuildkitAddr)
+	reg := testenv.Registry(t)
+	base := testenv.BusyboxBase(t)
 	id := uniq(t)
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{
@@ -34,8 +35,9 @@ func TestUserDockerfileAllDestinations(t *testing.T) {
 		".dockerignore": "secret.env\n",
 	})
 	out := t.TempDir()
+	repo := reg + "/" + testenv.Repo(t)
 	var dests []publish.Destination
-	for _, s := range []string{reg + "/fairing-test/userdf:" + "1", "oci:" + filepath.Join(out, "layout") + ":v1", "tar:" + filepath.Join(out, "image.tar")} {
+	for _, s := range []string{repo + ":1", "oci:" + filepath.Join(out, "layout") + ":v1", "tar:" + filepath.Join(out, "image.tar")} {
 		dests = append(dests, dest(t, s)...)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -50,12 +52,15 @@ func TestUserDockerfileAllDestinations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.References) != 1 || !strings.HasPrefix(res.References[0].String(), reg+"/fairing-test/userdf@sha256:") {
+	if len(res.References) != 1 || !strings.HasPrefix(res.References[0].String(), repo+"@sha256:") {
 		t.Fatalf("references = %v", res.References)
 	}
 	img := pull(t, res.References[0].String())
 	if got, ok := readFile(t, img, "/made.txt"); !ok || got != "hello "+id+"\n" {
 		t.Errorf("/made.txt = %q, %v", got, ok)
+	}
+	if out, code := testenv.RunImage(t, res.References[0].String()); code != 0 || out != "hello "+id+"\n" {
+		t.Errorf("the image ran and printed %q (exit %d)", out, code)
 	}
 	if got, ok := readFile(t, img, "/ctx/keep.txt"); !ok || got != "kept\n" {
 		t.Errorf("/ctx/keep.txt = %q, %v", got, ok)
@@ -111,9 +116,8 @@ func TestUserDockerfileAllDestinations(t *testing.T) {
 
 // A failing RUN names the step, shows its Dockerfile line and its last output lines.
 func TestFailingRunExplains(t *testing.T) {
-	env := need(t, "FAIRING_TEST_BUILDKIT_ADDR", "FAIRING_TEST_REGISTRY")
-	addr, reg := env[0], env[1]
-	base := busyboxBase(t, reg)
+	addr := testenv.Need(t, envBuildkitAddr)
+	base := testenv.BusyboxBase(t)
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{
 		"Dockerfile": "FROM " + base + "\nRUN echo ok\nRUN echo first-line-" + uniq(t) + " && echo 'ERROR: No matching distribution found for nosuchpkg' && exit 3\nRUN echo never\n",
@@ -148,9 +152,8 @@ func TestFailingRunExplains(t *testing.T) {
 
 // A syntax error in the user's Dockerfile shows the line.
 func TestDockerfileErrorShowsLine(t *testing.T) {
-	env := need(t, "FAIRING_TEST_BUILDKIT_ADDR", "FAIRING_TEST_REGISTRY")
-	addr, reg := env[0], env[1]
-	base := busyboxBase(t, reg)
+	addr := testenv.Need(t, envBuildkitAddr)
+	base := testenv.BusyboxBase(t)
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{
 		"Dockerfile": "FROM " + base + "\nWORKDIR /app\nCOPPY . .\n",

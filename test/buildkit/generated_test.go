@@ -18,6 +18,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/patternmatcher"
 
+	"github.com/fairing-dev/fairing/internal/testenv"
 	"github.com/fairing-dev/fairing/pkg/buildkit"
 	"github.com/fairing-dev/fairing/pkg/layer"
 )
@@ -25,10 +26,10 @@ import (
 // The generated Dockerfile's layers, in order: dependency files, large files, code, generated
 // files; a code change rebuilds only the code layer, and an unchanged rebuild pushes nothing.
 func TestGeneratedLayersAndCodeChange(t *testing.T) {
-	env := need(t, "FAIRING_TEST_BUILDKIT_ADDR", "FAIRING_TEST_REGISTRY")
-	addr, reg := env[0], env[1]
-	base := busyboxBase(t, reg)
-	proxy := newCountingRegistry(t, reg)
+	addr := testenv.Need(t, envBuildkitAddr)
+	reg := testenv.Registry(t)
+	base := testenv.BusyboxBase(t)
+	proxy := testenv.NewProxy(t, reg)
 	conn := connect(t, addr)
 	id := uniq(t)
 	src := t.TempDir()
@@ -50,7 +51,7 @@ func TestGeneratedLayersAndCodeChange(t *testing.T) {
 	}
 	o := buildkit.Options{
 		Spec:         spec,
-		Destinations: dest(t, proxy.Host+"/fairing-test/generated:"+"1"),
+		Destinations: dest(t, proxy.Addr()+"/"+testenv.Repo(t)+":1"),
 		Progress:     buildkit.ProgressQuiet,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -94,7 +95,7 @@ func TestGeneratedLayersAndCodeChange(t *testing.T) {
 	if again.Digest != first.Digest {
 		t.Errorf("unchanged rebuild: digest %s, first %s", again.Digest, first.Digest)
 	}
-	if n := proxy.Uploads(); n != 0 {
+	if n := len(proxy.Uploaded()); n != 0 {
 		t.Errorf("unchanged rebuild uploaded %d blobs", n)
 	}
 
@@ -113,7 +114,7 @@ func TestGeneratedLayersAndCodeChange(t *testing.T) {
 		}
 	}
 	// the code layer, the config: nothing else
-	if n := proxy.Uploads(); n != 2 {
+	if n := len(proxy.Uploaded()); n != 2 {
 		t.Errorf("code change uploaded %d blobs, want 2 (code layer + config)", n)
 	}
 	if s := step(t, second, "COPY --link 00-dependencies/"); !s.Cached {
@@ -124,9 +125,9 @@ func TestGeneratedLayersAndCodeChange(t *testing.T) {
 // The same sources in two checkouts (other paths, other file times, other state dirs) give
 // the same image digest: the copied files' times are the epoch in the layers.
 func TestGeneratedReproducibleAcrossCheckouts(t *testing.T) {
-	env := need(t, "FAIRING_TEST_BUILDKIT_ADDR", "FAIRING_TEST_REGISTRY")
-	addr, reg := env[0], env[1]
-	base := busyboxBase(t, reg)
+	addr := testenv.Need(t, envBuildkitAddr)
+	reg := testenv.Registry(t)
+	base := testenv.BusyboxBase(t)
 	conn := connect(t, addr)
 	id := uniq(t)
 	files := map[string]string{"train.py": "print('" + id + "')\n", "lib/util.py": "X = 1\n", "requirements.txt": "# none\n"}
@@ -146,7 +147,7 @@ func TestGeneratedReproducibleAcrossCheckouts(t *testing.T) {
 				Sources:      []layer.Source{{Dest: "/app", Path: src}, {Dest: "/app/run.sh", Data: []byte("#!/bin/sh\n"), Mode: 0o755, Class: layer.ClassTop}},
 				Cmd:          []string{"/app/run.sh"},
 			},
-			Destinations: dest(t, fmt.Sprintf("%s/fairing-test/repro-%d:1", reg, i)),
+			Destinations: dest(t, fmt.Sprintf("%s/%s:%d", reg, testenv.Repo(t), i)),
 			Progress:     buildkit.ProgressQuiet,
 		})
 		if err != nil {
@@ -177,9 +178,9 @@ func TestGeneratedReproducibleAcrossCheckouts(t *testing.T) {
 
 // Secrets reach RUN --mount=type=secret and are not stored in the image.
 func TestSecretNotInImage(t *testing.T) {
-	env := need(t, "FAIRING_TEST_BUILDKIT_ADDR", "FAIRING_TEST_REGISTRY")
-	addr, reg := env[0], env[1]
-	base := busyboxBase(t, reg)
+	addr := testenv.Need(t, envBuildkitAddr)
+	reg := testenv.Registry(t)
+	base := testenv.BusyboxBase(t)
 	value := "s3cr3t-" + uniq(t)
 	sf := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(sf, []byte(value), 0o600); err != nil {
@@ -197,7 +198,7 @@ func TestSecretNotInImage(t *testing.T) {
 	res, err := connect(t, addr).Build(ctx, buildkit.Options{
 		ContextDir:   dir,
 		Secrets:      []string{"id=tok,src=" + sf, "id=envtok,env=FAIRING_TEST_TOKEN"},
-		Destinations: dest(t, reg+"/fairing-test/secret:1"),
+		Destinations: dest(t, reg+"/"+testenv.Repo(t)+":1"),
 		Progress:     buildkit.ProgressQuiet,
 	})
 	if err != nil {

@@ -2,12 +2,12 @@ package buildkit_test
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fairing-dev/fairing/internal/testenv"
 	"github.com/fairing-dev/fairing/pkg/buildkit"
 	"github.com/fairing-dev/fairing/pkg/layer"
 )
@@ -30,42 +30,21 @@ func pyProject(t *testing.T, id string) (dir string, sources []layer.Source) {
 	}
 }
 
-// run runs a shell command in an image and returns its output, through a real build (runc in
-// buildkitd): FROM the image, RUN the command, read the file it wrote from the pushed result.
-func run(t *testing.T, conn *buildkit.Conn, reg, image, cmd string) string {
-	t.Helper()
-	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{"Dockerfile": fmt.Sprintf("FROM %s\nRUN (%s) > /tmp/fairing-run.out 2>&1\n", image, cmd)})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	res, err := conn.Build(ctx, buildkit.Options{
-		ContextDir:   dir,
-		Destinations: dest(t, reg+"/fairing-test/run:"+uniq(t)),
-		Progress:     buildkit.ProgressQuiet,
-	})
-	if err != nil {
-		t.Fatalf("run %q in %s: %v", cmd, image, err)
-	}
-	out, ok := readFile(t, pull(t, res.References[0].String()), "/tmp/fairing-run.out")
-	if !ok {
-		t.Fatalf("run %q in %s: no output file", cmd, image)
-	}
-	return out
-}
-
 // The generated Dockerfile installs requirements.txt (a local package, offline) before the
 // code; the image runs and imports it. A code change reuses the install step and its layer; an
 // unchanged rebuild pushes nothing.
 func TestGeneratedInstallsRequirementOffline(t *testing.T) {
-	env := need(t, "FAIRING_TEST_BUILDKIT_ADDR", "FAIRING_TEST_REGISTRY", "FAIRING_TEST_PYTHON_BASE")
-	addr, reg, py := env[0], env[1], env[2]
+	addr := testenv.Need(t, envBuildkitAddr)
+	reg := testenv.Registry(t)
+	py := testenv.PythonBase(t)
 	conn := connect(t, addr)
-	proxy := newCountingRegistry(t, reg)
+	proxy := testenv.NewProxy(t, reg)
 	id := uniq(t)
 	dir, sources := pyProject(t, id)
+	repo := testenv.Repo(t)
 	o := buildkit.Options{
 		Spec:         &buildkit.Spec{Base: py, Sources: sources, Cmd: []string{"python3", "/app/train.py"}},
-		Destinations: dest(t, proxy.Host+"/fairing-test/pip:1"),
+		Destinations: dest(t, proxy.Addr()+"/"+repo+":1"),
 		Progress:     buildkit.ProgressPlain,
 		ProgressOut:  testWriter{t},
 	}
@@ -80,13 +59,13 @@ func TestGeneratedInstallsRequirementOffline(t *testing.T) {
 	if install.Cached || !strings.Contains(install.Name, "pip install") {
 		t.Fatalf("first build: install step %+v", install)
 	}
-	ref := reg + "/fairing-test/pip@" + first.Digest.String()
-	if out := run(t, conn, reg, ref, "cd /app && python3 train.py"); out != "hello from mylib "+id+" v1\n" {
-		t.Fatalf("the image ran and printed %q", out)
+	ref := reg + "/" + repo + "@" + first.Digest.String()
+	if out, code := testenv.RunImage(t, ref); code != 0 || out != "hello from mylib "+id+" v1\n" {
+		t.Fatalf("the image ran and printed %q (exit %d)", out, code)
 	}
 	// the package is installed (in the install step's layer), not merely copied
-	if out := run(t, conn, reg, ref, "cd / && python3 -c 'import mylib; print(mylib.__file__)'"); !strings.Contains(out, "-packages/mylib/__init__.py") {
-		t.Errorf("mylib is imported from %q, not from an installed location", out)
+	if out, code := testenv.RunImage(t, ref, testenv.WithCwd("/"), testenv.WithArgs("python3", "-c", "import mylib; print(mylib.__file__)")); code != 0 || !strings.Contains(out, "-packages/mylib/__init__.py") {
+		t.Errorf("mylib is imported from %q (exit %d), not from an installed location", out, code)
 	}
 	img1 := pull(t, ref)
 	l1 := layerDigests(t, img1)
@@ -101,7 +80,8 @@ func TestGeneratedInstallsRequirementOffline(t *testing.T) {
 	if s := step(t, second, "RUN "); !s.Cached {
 		t.Errorf("a code change re-ran the install step")
 	}
-	l2 := layerDigests(t, pull(t, reg+"/fairing-test/pip@"+second.Digest.String()))
+	ref2 := reg + "/" + repo + "@" + second.Digest.String()
+	l2 := layerDigests(t, pull(t, ref2))
 	if len(l1) != len(l2) {
 		t.Fatalf("layer count %d → %d after a code change", len(l1), len(l2))
 	}
@@ -113,11 +93,11 @@ func TestGeneratedInstallsRequirementOffline(t *testing.T) {
 	if l1[len(l1)-1] == l2[len(l2)-1] {
 		t.Error("the code layer did not change")
 	}
-	if n := proxy.Uploads(); n != 2 {
+	if n := len(proxy.Uploaded()); n != 2 {
 		t.Errorf("a code change uploaded %d blobs, want 2 (code layer + config)", n)
 	}
-	if out := run(t, conn, reg, reg+"/fairing-test/pip@"+second.Digest.String(), "cd /app && python3 train.py"); out != "hello from mylib "+id+" v2\n" {
-		t.Errorf("after the code change the image printed %q", out)
+	if out, code := testenv.RunImage(t, ref2); code != 0 || out != "hello from mylib "+id+" v2\n" {
+		t.Errorf("after the code change the image printed %q (exit %d)", out, code)
 	}
 
 	// unchanged: same digest, nothing uploaded
@@ -126,16 +106,17 @@ func TestGeneratedInstallsRequirementOffline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if third.Digest != second.Digest || proxy.Uploads() != 0 {
-		t.Errorf("unchanged rebuild: digest %s (was %s), %d blobs uploaded", third.Digest, second.Digest, proxy.Uploads())
+	if third.Digest != second.Digest || len(proxy.Uploaded()) != 0 {
+		t.Errorf("unchanged rebuild: digest %s (was %s), %d blobs uploaded", third.Digest, second.Digest, len(proxy.Uploaded()))
 	}
 }
 
 // A non-root base: the install step uses pip --user, and the program, run as that user,
 // imports the package.
 func TestGeneratedInstallNonRootBase(t *testing.T) {
-	env := need(t, "FAIRING_TEST_BUILDKIT_ADDR", "FAIRING_TEST_REGISTRY", "FAIRING_TEST_PYTHON_BASE")
-	addr, reg, py := env[0], env[1], env[2]
+	addr := testenv.Need(t, envBuildkitAddr)
+	reg := testenv.Registry(t)
+	py := testenv.PythonBase(t)
 	conn := connect(t, addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -143,7 +124,7 @@ func TestGeneratedInstallNonRootBase(t *testing.T) {
 	bdir := t.TempDir()
 	writeFiles(t, bdir, map[string]string{"Dockerfile": "FROM " + py + "\n" +
 		"RUN mkdir -p /home/jovyan && chown 1000:100 /home/jovyan\nENV HOME=/home/jovyan\nUSER 1000:100\n"})
-	b, err := conn.Build(ctx, buildkit.Options{ContextDir: bdir, Destinations: dest(t, reg+"/fairing-test/python-nonroot:1"), Progress: buildkit.ProgressQuiet})
+	b, err := conn.Build(ctx, buildkit.Options{ContextDir: bdir, Destinations: dest(t, reg+"/"+testenv.Repo(t)+"-base:1"), Progress: buildkit.ProgressQuiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,31 +133,33 @@ func TestGeneratedInstallNonRootBase(t *testing.T) {
 	_, sources := pyProject(t, id)
 	res, err := conn.Build(ctx, buildkit.Options{
 		Spec:         &buildkit.Spec{Base: base, Sources: sources},
-		Destinations: dest(t, reg+"/fairing-test/pip-nonroot:1"),
+		Destinations: dest(t, reg+"/"+testenv.Repo(t)+":1"),
 		Progress:     buildkit.ProgressQuiet,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := run(t, conn, reg, res.References[0].String(), "id -u; cd /app && python3 train.py && python3 -c 'import mylib; print(mylib.__file__)'")
-	if !strings.HasPrefix(out, "1000\nhello from mylib "+id+" v1\n") || !strings.Contains(out, "/home/jovyan/.local/") {
-		t.Errorf("non-root image printed %q; want uid 1000, the greeting, and mylib under ~/.local", out)
+	out, code := testenv.RunImage(t, res.References[0].String(), testenv.WithArgs("sh", "-c", "id -u && python3 train.py && python3 -c 'import mylib; print(mylib.__file__)'"))
+	if code != 0 || !strings.HasPrefix(out, "1000\nhello from mylib "+id+" v1\n") || !strings.Contains(out, "/home/jovyan/.local/") {
+		t.Errorf("non-root image printed %q (exit %d); want uid 1000, the greeting, and mylib under ~/.local", out, code)
 	}
 }
 
 // A build from an empty buildkitd state (a fresh daemonless daemon) with the registry cache of
 // an earlier build reuses its install step: the dependency layer is not rebuilt.
 func TestRegistryCacheFromEmptyDaemon(t *testing.T) {
-	env := need(t, "FAIRING_TEST_BUILDKIT_ADDR", "FAIRING_TEST_REGISTRY", "FAIRING_TEST_PYTHON_BASE", "FAIRING_TEST_BUILDKITD")
-	addr, reg, py, bkd := env[0], env[1], env[2], env[3]
+	addr := testenv.Need(t, envBuildkitAddr)
+	reg := testenv.Registry(t)
+	py := testenv.PythonBase(t)
+	bkd := testenv.Need(t, envBuildkitd)
 	t.Setenv("BUILDKIT_HOST", "")
 	id := uniq(t)
 	_, sources := pyProject(t, id)
-	cache := reg + "/fairing-test/pip-cache:" + id[len(id)-12:]
+	cache := reg + "/" + testenv.Repo(t) + "-cache"
 	o := buildkit.Options{
 		Spec:         &buildkit.Spec{Base: py, Sources: sources},
 		CacheRepo:    cache,
-		Destinations: dest(t, reg+"/fairing-test/pip-cached:1"),
+		Destinations: dest(t, reg+"/"+testenv.Repo(t)+":1"),
 		Progress:     buildkit.ProgressQuiet,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
