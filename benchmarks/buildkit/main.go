@@ -41,7 +41,7 @@ import (
 type config struct {
 	addr, buildctl, registry, base, work, jsonOut string
 	nonce                                         string // in repository names: every invocation pushes to empty repositories
-	only                                          string
+	only, scenarios                               string
 	files, runs                                   int
 }
 
@@ -67,6 +67,7 @@ func main() {
 	flag.IntVar(&c.files, "files", 2000, "source files in the synthetic project")
 	flag.IntVar(&c.runs, "runs", 3, "repetitions of every scenario (the median is reported)")
 	flag.StringVar(&c.only, "tools", "fairing,buildctl,buildctl-repro", "tools to run, comma-separated")
+	flag.StringVar(&c.scenarios, "scenarios", "cold,unchanged,one-file-changed", "scenarios to run, in this order, comma-separated")
 	flag.Parse()
 	for n, v := range map[string]string{"-addr": c.addr, "-buildctl": c.buildctl, "-registry": c.registry, "-base": c.base} {
 		if v == "" {
@@ -172,7 +173,7 @@ func bench(ctx context.Context, c config) error {
 			if err := os.WriteFile(filepath.Join(proj, changedFile), original, 0o644); err != nil {
 				return err
 			}
-			for _, scenario := range []string{"cold", "unchanged", "one-file-changed"} {
+			for _, scenario := range strings.Split(c.scenarios, ",") {
 				if scenario == "one-file-changed" {
 					if err := touchOneFile(proj, run); err != nil {
 						return err
