@@ -3,10 +3,8 @@ package buildkit
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,10 +15,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/moby/buildkit/client"
-	"github.com/moby/buildkit/client/ociindex"
-	"github.com/moby/buildkit/exporter/containerimage/exptypes"
 	"github.com/moby/buildkit/util/progress/progressui"
-	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/tonistiigi/fsutil"
 	"golang.org/x/sync/errgroup"
 
@@ -120,7 +115,7 @@ func (c *Conn) build(ctx context.Context, o Options, warnings []string) (*Result
 		return nil, err
 	}
 	res.Steps, res.Warnings, res.Dockerfile = rec.steps(), append(warnings, solveWarnings...), dockerfile
-	if err := outs.finish(resp.ExporterResponse); err != nil {
+	if err := outs.finish(); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -282,34 +277,20 @@ func shortHash(s string) string {
 	return hex.EncodeToString(h[:8])
 }
 
-// finish moves tarballs into place and names the image in the OCI layout.
-func (out *outputs) finish(resp map[string]string) error {
+// finish moves tarballs into place and names the image in the OCI layouts.
+func (out *outputs) finish() error {
 	for final, tmp := range out.tarTemps {
 		if err := os.Rename(tmp, final); err != nil {
 			return fmt.Errorf("write %s: %w", final, err)
 		}
 	}
-	if out.ociDir == "" {
-		return nil
-	}
-	enc := resp[exptypes.ExporterImageDescriptorKey]
-	if enc == "" {
-		return errors.New("oci layout: buildkitd reported no image descriptor")
-	}
-	dt, err := base64.StdEncoding.DecodeString(enc)
-	if err != nil {
-		return fmt.Errorf("oci layout: image descriptor: %w", err)
-	}
-	var desc ocispecs.Descriptor
-	if err := json.Unmarshal(dt, &desc); err != nil {
-		return fmt.Errorf("oci layout: image descriptor: %w", err)
-	}
-	tags := make([]ociindex.NameOrTag, 0, len(out.ociTags))
-	for _, t := range out.ociTags {
-		tags = append(tags, ociindex.Tag(t))
-	}
-	if err := ociindex.NewStoreIndex(out.ociDir).Put(desc, tags...); err != nil {
-		return fmt.Errorf("oci layout %s: %w", out.ociDir, err)
+	for dir, lo := range out.layouts {
+		if lo.w == nil {
+			return fmt.Errorf("oci layout %s: buildkitd sent no image", dir)
+		}
+		if err := lo.w.commit(lo.tags); err != nil {
+			return err
+		}
 	}
 	return nil
 }

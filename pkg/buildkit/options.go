@@ -104,14 +104,17 @@ func (m ProgressMode) display() (progressui.DisplayMode, error) {
 	return "", fmt.Errorf("progress mode %q: want auto, tty, plain, quiet or rawjson", string(m))
 }
 
-// Compression is how the exporter compresses the layers it creates.
+// Compression is the compression of the image's layers.
+//
+// Every layer gets it (BuildKit's force-compression): otherwise a layer buildkitd already holds
+// in another compression, from an earlier build with other options, would be reused as it is,
+// and a gzip image could come out with zstd layers. Base layers already in the requested
+// compression are left alone; others are converted once (buildkitd keeps the variant).
 type Compression struct {
 	// Type is gzip (default), zstd, estargz or uncompressed.
 	Type string
 	// Level is the compression level; 0 means the exporter's default.
 	Level int
-	// Force recompresses existing layers (the base's) too, e.g. to make a whole image eStargz.
-	Force bool
 }
 
 func (c Compression) attrs(ociTypes bool) (map[string]string, error) {
@@ -122,9 +125,6 @@ func (c Compression) attrs(ociTypes bool) (map[string]string, error) {
 		t = "gzip"
 	case "zstd", "uncompressed":
 	case "estargz":
-		// a base that is not eStargz would otherwise keep its gzip layers, and lazy pulling
-		// needs every layer in the format
-		c.Force = true
 	default:
 		return nil, fmt.Errorf("compression %q: want gzip, zstd, estargz or uncompressed", c.Type)
 	}
@@ -135,9 +135,7 @@ func (c Compression) attrs(ociTypes bool) (map[string]string, error) {
 	if c.Level != 0 {
 		a["compression-level"] = strconv.Itoa(c.Level)
 	}
-	if c.Force {
-		a["force-compression"] = "true"
-	}
+	a["force-compression"] = "true"
 	return a, nil
 }
 
@@ -214,15 +212,6 @@ func (o *Options) validate() error {
 	}
 	if _, err := o.Progress.display(); err != nil {
 		return err
-	}
-	seenOCI := ""
-	for _, d := range o.Destinations {
-		if d.Kind == publish.Layout {
-			if seenOCI != "" && seenOCI != d.Path {
-				return fmt.Errorf("destinations: one oci: directory per BuildKit build (got %s and %s)", seenOCI, d.Path)
-			}
-			seenOCI = d.Path
-		}
 	}
 	return nil
 }

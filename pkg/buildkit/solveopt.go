@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 
-	contentlocal "github.com/containerd/containerd/v2/plugins/content/local"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/session"
@@ -33,8 +32,13 @@ type input struct {
 // outputs finishes the file-based exports once the solve succeeded (or cleans them up).
 type outputs struct {
 	tarTemps map[string]string // final path → temp file being written
-	ociDir   string
-	ociTags  []string
+	layouts  map[string]*layoutOutput
+}
+
+// layoutOutput is one oci: directory: its tags, and the writer the exporter streams into.
+type layoutOutput struct {
+	tags []string
+	w    *layoutWriter
 }
 
 func (out *outputs) abort() {
@@ -164,20 +168,24 @@ func exportEntries(o *Options, epoch int64) ([]client.ExportEntry, *outputs, err
 		return m
 	}
 
-	var names []string
-	out := &outputs{tarTemps: map[string]string{}}
+	var names, layoutDirs []string
+	out := &outputs{tarTemps: map[string]string{}, layouts: map[string]*layoutOutput{}}
 	var exports []client.ExportEntry
 	for _, d := range o.Destinations {
 		switch d.Kind {
 		case publish.Registry:
 			names = append(names, d.Ref.Name())
 		case publish.Layout:
-			out.ociDir = d.Path
-			out.ociTags = append(out.ociTags, d.Tag)
+			dir := filepath.Clean(d.Path)
+			if out.layouts[dir] == nil {
+				out.layouts[dir] = &layoutOutput{}
+				layoutDirs = append(layoutDirs, dir)
+			}
+			out.layouts[dir].tags = append(out.layouts[dir].tags, d.Tag)
 		}
 	}
 	sort.Strings(names)
-	if len(names) > 0 || (out.ociDir == "" && !hasKind(o.Destinations, publish.Tarball)) {
+	if len(names) > 0 || (len(layoutDirs) == 0 && !hasKind(o.Destinations, publish.Tarball)) {
 		// with no destination at all the image exporter still reports the digest, unpushed
 		attrs := with(nil)
 		if len(names) > 0 {
@@ -189,16 +197,17 @@ func exportEntries(o *Options, epoch int64) ([]client.ExportEntry, *outputs, err
 		}
 		exports = append(exports, client.ExportEntry{Type: client.ExporterImage, Attrs: attrs})
 	}
-	if out.ociDir != "" {
-		if err := os.MkdirAll(out.ociDir, 0o755); err != nil {
-			return nil, nil, fmt.Errorf("oci layout %s: %w", out.ociDir, err)
-		}
-		store, err := contentlocal.NewStore(out.ociDir)
-		if err != nil {
-			return nil, nil, fmt.Errorf("oci layout %s: %w", out.ociDir, err)
-		}
-		// tar=false: write into the content store (the layout) instead of sending a tarball
-		exports = append(exports, client.ExportEntry{Type: client.ExporterOCI, Attrs: with(map[string]string{"tar": "false"}), OutputStore: store})
+	for _, dir := range layoutDirs {
+		lo := out.layouts[dir]
+		exports = append(exports, client.ExportEntry{
+			Type:  client.ExporterOCI,
+			Attrs: with(nil),
+			Output: func(map[string]string) (io.WriteCloser, error) {
+				w, err := newLayoutWriter(dir)
+				lo.w = w
+				return w, err
+			},
+		})
 	}
 	for _, d := range o.Destinations {
 		if d.Kind != publish.Tarball {

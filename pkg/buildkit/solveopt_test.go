@@ -68,7 +68,7 @@ func TestSolveOptMapping(t *testing.T) {
 			},
 			wantExports: []client.ExportEntry{{Type: "image", Attrs: map[string]string{
 				"name": "127.0.0.1:5000/team/app:1,127.0.0.1:5000/team/app:latest,127.0.0.1:5001/mirror/app:1", "push": "true",
-				"compression": "gzip", "oci-mediatypes": "true", "rewrite-timestamp": "true", "source-date-epoch": "1700000000",
+				"compression": "gzip", "force-compression": "true", "oci-mediatypes": "true", "rewrite-timestamp": "true", "source-date-epoch": "1700000000",
 			}}},
 		},
 		{
@@ -78,7 +78,7 @@ func TestSolveOptMapping(t *testing.T) {
 				"filename": "Dockerfile.train", "build-arg:SOURCE_DATE_EPOCH": "0",
 			},
 			wantExports: []client.ExportEntry{{Type: "image", Attrs: map[string]string{
-				"compression": "gzip", "oci-mediatypes": "true", "source-date-epoch": "0",
+				"compression": "gzip", "force-compression": "true", "oci-mediatypes": "true", "source-date-epoch": "0",
 			}}},
 		},
 		{
@@ -90,8 +90,8 @@ func TestSolveOptMapping(t *testing.T) {
 			},
 			wantAttrs: map[string]string{"filename": "Dockerfile.train", "build-arg:SOURCE_DATE_EPOCH": "0"},
 			wantExports: []client.ExportEntry{
-				{Type: "oci", Attrs: map[string]string{"tar": "false", "compression": "zstd", "compression-level": "3", "oci-mediatypes": "true", "source-date-epoch": "0"}},
-				{Type: "docker", Attrs: map[string]string{"compression": "zstd", "compression-level": "3", "oci-mediatypes": "true", "source-date-epoch": "0"}},
+				{Type: "oci", Attrs: map[string]string{"compression": "zstd", "compression-level": "3", "force-compression": "true", "oci-mediatypes": "true", "source-date-epoch": "0"}},
+				{Type: "docker", Attrs: map[string]string{"compression": "zstd", "compression-level": "3", "force-compression": "true", "oci-mediatypes": "true", "source-date-epoch": "0"}},
 			},
 			wantCache: "127.0.0.1:5000/team/cache:buildcache",
 		},
@@ -109,8 +109,8 @@ func TestSolveOptMapping(t *testing.T) {
 			o:         Options{Destinations: mustDests(t, "127.0.0.1:5000/a:1", "tar:"+filepath.Join(out, "a.tar")), CacheRepo: "127.0.0.1:5000/c:main", DockerMediaTypes: true},
 			wantAttrs: map[string]string{"filename": "Dockerfile.train", "build-arg:SOURCE_DATE_EPOCH": "0"},
 			wantExports: []client.ExportEntry{
-				{Type: "image", Attrs: map[string]string{"name": "127.0.0.1:5000/a:1", "push": "true", "compression": "gzip", "oci-mediatypes": "false", "source-date-epoch": "0"}},
-				{Type: "docker", Attrs: map[string]string{"name": "127.0.0.1:5000/a:1", "compression": "gzip", "oci-mediatypes": "false", "source-date-epoch": "0"}},
+				{Type: "image", Attrs: map[string]string{"name": "127.0.0.1:5000/a:1", "push": "true", "compression": "gzip", "force-compression": "true", "oci-mediatypes": "false", "source-date-epoch": "0"}},
+				{Type: "docker", Attrs: map[string]string{"name": "127.0.0.1:5000/a:1", "compression": "gzip", "force-compression": "true", "oci-mediatypes": "false", "source-date-epoch": "0"}},
 			},
 			wantCache: "127.0.0.1:5000/c:main",
 		},
@@ -123,7 +123,7 @@ func TestSolveOptMapping(t *testing.T) {
 			},
 			wantAttrs: map[string]string{"filename": "Dockerfile.train", "build-arg:SOURCE_DATE_EPOCH": "0"},
 			wantExports: []client.ExportEntry{{Type: "image", Attrs: map[string]string{
-				"name": "reg.internal:5000/a:1", "push": "true", "registry.insecure": "true", "compression": "gzip",
+				"name": "reg.internal:5000/a:1", "push": "true", "registry.insecure": "true", "compression": "gzip", "force-compression": "true",
 				"oci-mediatypes": "true", "source-date-epoch": "0",
 			}}},
 			wantCache: "reg.internal:5000/cache:buildcache",
@@ -139,7 +139,7 @@ func TestSolveOptMapping(t *testing.T) {
 			secrets:   []secret{{id: "pip.conf", file: secretFile}},
 			wantAttrs: map[string]string{"filename": "Dockerfile.train", "build-arg:SOURCE_DATE_EPOCH": "0"},
 			wantExports: []client.ExportEntry{{Type: "image", Attrs: map[string]string{
-				"compression": "gzip", "oci-mediatypes": "true", "source-date-epoch": "0",
+				"compression": "gzip", "force-compression": "true", "oci-mediatypes": "true", "source-date-epoch": "0",
 			}}},
 		},
 	} {
@@ -171,8 +171,8 @@ func TestSolveOptMapping(t *testing.T) {
 				if e.Type == "docker" && e.Output == nil {
 					t.Errorf("tar export has no output")
 				}
-				if e.Type == "oci" && e.OutputStore == nil {
-					t.Errorf("oci export has no store")
+				if e.Type == "oci" && e.Output == nil {
+					t.Errorf("oci export has no output")
 				}
 			}
 			if _, ok := opt.LocalMounts["context"]; !ok {
@@ -261,8 +261,7 @@ func TestValidate(t *testing.T) {
 		{Options{Spec: &Spec{Base: "b"}, ContextDir: "."}, "not both"},
 		{Options{Spec: &Spec{Base: "b"}, Dockerfile: "Dockerfile"}, "not to a generated one"},
 		{Options{ContextDir: ".", Progress: "fancy"}, "progress mode"},
-		{Options{ContextDir: ".", Destinations: mustDests(t, "oci:/a:x", "oci:/b:x")}, "one oci: directory"},
-		{Options{ContextDir: ".", Destinations: mustDests(t, "oci:/a:x", "oci:/a:y")}, ""},
+		{Options{ContextDir: ".", Destinations: mustDests(t, "oci:/a:x", "oci:/b:x", "oci:/a:y")}, ""},
 	} {
 		err := tc.o.validate()
 		if (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
