@@ -54,6 +54,30 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	return res, err
 }
 
+// Dockerfile returns the Dockerfile Build would build for o, without building (the CLI's
+// --print-dockerfile): the user's file as it is, or the generated one, with the base image's
+// user read from the registry as Build does. The warnings say what could not be determined.
+func Dockerfile(ctx context.Context, o Options) ([]byte, []string, error) {
+	if err := o.validate(); err != nil {
+		return nil, nil, err
+	}
+	var warnings []string
+	if o.Spec != nil && o.Spec.BaseUser == "" {
+		u, err := baseUser(ctx, o.Spec.Base, o.Platforms, o.Registry)
+		o, warnings = withBaseUser(o, baseUserResult{u, err})
+	}
+	ids := make([]string, 0, len(o.Secrets))
+	for _, s := range o.Secrets {
+		sec, err := parseSecret(s)
+		if err != nil {
+			return nil, nil, err
+		}
+		ids = append(ids, sec.id)
+	}
+	_, data, err := prepare(ctx, &o, ids)
+	return data, warnings, err
+}
+
 // Build runs one build on this connection (the connection options in o are ignored).
 func (c *Conn) Build(ctx context.Context, o Options) (*Result, error) {
 	if err := o.validate(); err != nil {
@@ -238,7 +262,7 @@ func prepare(ctx context.Context, o *Options, secretIDs []string) (input, []byte
 	if err != nil {
 		return input{}, nil, err
 	}
-	data, err := dockerfile(*o.Spec, p, secretIDs)
+	data, err := render(*o.Spec, p, secretIDs)
 	if err != nil {
 		return input{}, nil, err
 	}

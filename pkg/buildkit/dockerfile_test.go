@@ -4,11 +4,19 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"log"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/crane"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/moby/patternmatcher"
 
 	"github.com/fairing-dev/fairing/pkg/layer"
@@ -291,5 +299,64 @@ func TestMergeSource(t *testing.T) {
 	}
 	if len(in[2].Entries) != 1 {
 		t.Error("mergeSource changed its input")
+	}
+}
+
+func TestDockerfileReadsBaseUser(t *testing.T) {
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	push := func(repo, user string) string {
+		img, err := random.Image(64, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cf, _ := img.ConfigFile()
+		cf = cf.DeepCopy()
+		cf.Config.User = user
+		cf.OS, cf.Architecture = "linux", runtime.GOARCH
+		if img, err = mutate.ConfigFile(img, cf); err != nil {
+			t.Fatal(err)
+		}
+		ref := host + "/" + repo + ":1"
+		if err := crane.Push(img, ref); err != nil {
+			t.Fatal(err)
+		}
+		return ref
+	}
+	dir := project(t)
+	sources := []layer.Source{{Dest: "/app/requirements.txt", Path: filepath.Join(dir, "requirements.txt")}, {Dest: "/app/pkgs", Path: filepath.Join(dir, "pkgs"), Class: layer.ClassDeps}}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		base     string
+		want     []string
+		warning  bool
+		unwanted string
+	}{
+		{base: push("notebook", "1000:100"), want: []string{"COPY --chown=1000:100 00-dependencies/ /", "pip install --no-cache-dir --user -r"}},
+		{base: push("python", ""), want: []string{"COPY --link 00-dependencies/ /", "pip install --no-cache-dir -r"}, unwanted: "--user"},
+		{base: host + "/missing:1", want: []string{`if [ "$(id -u)" = 0 ]`}, warning: true},
+	} {
+		df, warnings, err := Dockerfile(ctx, Options{Spec: &Spec{Base: tc.base, Sources: sources}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(string(df), w) {
+				t.Errorf("%s: Dockerfile lacks %q:\n%s", tc.base, w, df)
+			}
+		}
+		if tc.unwanted != "" && strings.Contains(string(df), tc.unwanted) {
+			t.Errorf("%s: Dockerfile has %q:\n%s", tc.base, tc.unwanted, df)
+		}
+		if (len(warnings) > 0) != tc.warning {
+			t.Errorf("%s: warnings %q", tc.base, warnings)
+		}
+	}
+	// the user's Dockerfile comes back as it is
+	os.WriteFile(filepath.Join(dir, "Dockerfile.custom"), []byte("FROM scratch\n"), 0o644)
+	df, _, err := Dockerfile(ctx, Options{ContextDir: dir, Dockerfile: filepath.Join(dir, "Dockerfile.custom")})
+	if err != nil || string(df) != "FROM scratch\n" {
+		t.Errorf("user Dockerfile: %q, %v", df, err)
 	}
 }
