@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
@@ -113,7 +114,13 @@ func Connect(ctx context.Context, o ConnectOptions) (*Conn, error) {
 	return dial(ctx, addr, o.TLS, timeout)
 }
 
+// schemes are the buildkitd addresses the client can dial (the last five through a CLI).
+var schemes = []string{"unix", "tcp", "npipe", "docker-container", "kube-pod", "podman-container", "nerdctl-container", "ssh"}
+
 func dial(ctx context.Context, addr string, t TLSOptions, timeout time.Duration) (*Conn, error) {
+	if scheme, _, ok := strings.Cut(addr, "://"); !ok || !slices.Contains(schemes, scheme) {
+		return nil, fmt.Errorf("buildkitd address %q: want SCHEME://..., one of %s", addr, strings.Join(schemes, ", "))
+	}
 	var opts []client.ClientOpt
 	if t.CACert != "" || t.Cert != "" || t.Key != "" || t.ServerName != "" {
 		if !strings.HasPrefix(addr, "tcp://") {
