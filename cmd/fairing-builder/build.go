@@ -191,7 +191,10 @@ func buildOptions(c *cli.Context) (builder.Options, error) {
 	if err != nil {
 		return o, err
 	}
-	o.Layer = layer.Options{Compression: comp, Level: c.Int("compression-level"), Jobs: c.Int("jobs"), Tar: layer.TarOptions{Epoch: epoch}}
+	// Layers are written at most one per core: each compressor already uses every core.
+	// Prioritize keeps what the preprocessor chose (UsePreprocessed, above).
+	o.Layer = layer.Options{Compression: comp, Level: c.Int("compression-level"), Jobs: min(c.Int("jobs"), runtime.GOMAXPROCS(0)), Tar: layer.TarOptions{Epoch: epoch},
+		Prioritize: o.Layer.Prioritize}
 	if s := c.String("chown"); s != "" {
 		if o.Layer.Tar.UID, o.Layer.Tar.GID, err = parseChown(s); err != nil {
 			return o, err

@@ -127,7 +127,7 @@ func TestBuildPushRunAndRebuild(t *testing.T) {
 	if got := layerGets(proxy, baseImg); len(got) != 0 {
 		t.Errorf("the build downloaded base layers %v: only the manifest and config may be read", got)
 	}
-	if len(first.Layers) < 4 {
+	if len(first.Layers) < 3 {
 		t.Errorf("only %d layers: want dependencies, large and source layers", len(first.Layers))
 	}
 
