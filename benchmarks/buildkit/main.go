@@ -62,7 +62,11 @@ func main() {
 	flag.StringVar(&c.buildctl, "buildctl", os.Getenv("FAIRING_TEST_BUILDCTL"), "buildctl binary (same version as buildkitd)")
 	flag.StringVar(&c.registry, "registry", os.Getenv("FAIRING_TEST_REGISTRY"), "registry HOST:PORT")
 	flag.StringVar(&c.base, "base", os.Getenv("FAIRING_TEST_PYTHON_BASE"), "base image with python3 and pip")
-	flag.StringVar(&c.work, "work", filepath.Join(os.TempDir(), "fairing-bench-buildkit"), "scratch directory")
+	work := filepath.Join(os.TempDir(), "fairing-bench-buildkit")
+	if w := os.Getenv("FAIRING_TEST_WORK"); w != "" {
+		work = filepath.Join(w, "bench-buildkit")
+	}
+	flag.StringVar(&c.work, "work", work, "scratch directory (its project/ and dockerfile/ are recreated)")
 	flag.StringVar(&c.jsonOut, "json", "", "also write every sample as JSON to this file")
 	flag.IntVar(&c.files, "files", 2000, "source files in the synthetic project")
 	flag.IntVar(&c.runs, "runs", 3, "repetitions of every scenario (the median is reported)")
@@ -81,15 +85,17 @@ func main() {
 }
 
 func bench(ctx context.Context, c config) error {
-	if err := os.RemoveAll(c.work); err != nil {
-		return err
-	}
 	proj := filepath.Join(c.work, "project")
+	dfDir := filepath.Join(c.work, "dockerfile")
+	for _, d := range []string{proj, dfDir} {
+		if err := os.RemoveAll(d); err != nil {
+			return err
+		}
+	}
 	size, err := genProject(proj, c.files)
 	if err != nil {
 		return err
 	}
-	dfDir := filepath.Join(c.work, "dockerfile")
 	if err := os.MkdirAll(dfDir, 0o755); err != nil {
 		return err
 	}

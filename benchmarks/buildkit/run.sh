@@ -2,12 +2,12 @@
 # Runs the BuildKit-path benchmark with the real parts the test setup starts (registry, the
 # Python base when test/setup.d provides it, buildkitd), then stops them.
 #   bash benchmarks/buildkit/run.sh [-runs N] [-files N] [-json out.json]
-# Env: FAIRING_TEST_WORK (default /tmp/fairing-bench), FAIRING_TEST_REGISTRY_PORT (default 5000),
+# Env: FAIRING_TEST_WORK (default /tmp/fairing-bench-buildkit), FAIRING_TEST_REGISTRY_PORT (default 5000),
 #      FAIRING_TEST_PYTHON_BASE to use an existing base instead of the setup's.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
-export FAIRING_TEST_WORK=${FAIRING_TEST_WORK:-/tmp/fairing-bench}
+export FAIRING_TEST_WORK=${FAIRING_TEST_WORK:-/tmp/fairing-bench-buildkit}
 . test/lib.sh
 mkdir -p "$FAIRING_TEST_WORK"
 scripts=()
