@@ -245,7 +245,7 @@ func runBuildctl(ctx context.Context, c config, proxy *countingProxy, proj, dfDi
 	args := []string{"--addr", c.addr, "build", "--progress", "rawjson", "--frontend", "dockerfile.v0",
 		"--local", "context=" + proj, "--local", "dockerfile=" + dfDir}
 	if repro {
-		// the exporter options pkg/buildkit uses: same reproducibility, same work
+		// BuildKit's own way to reproducible layers: SOURCE_DATE_EPOCH + rewrite-timestamp
 		tool = "buildctl-repro"
 		out = fmt.Sprintf("type=image,name=%s/bench/buildctl-repro-%s-%d:latest,push=true,oci-mediatypes=true,rewrite-timestamp=true", proxy.host, c.nonce, run)
 		args = append(args, "--opt", "build-arg:SOURCE_DATE_EPOCH=0")
