@@ -81,6 +81,9 @@ func render(s Spec, p *plan, secretIDs []string) ([]byte, error) {
 			return nil, err
 		}
 	}
+	if s.User != "" {
+		fmt.Fprintf(&b, "USER %s\n", s.User)
+	}
 	if len(s.Entrypoint) > 0 {
 		fmt.Fprintf(&b, "ENTRYPOINT %s\n", execForm(s.Entrypoint))
 	}

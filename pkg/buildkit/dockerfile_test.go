@@ -79,6 +79,7 @@ func TestGenerateDockerfileGolden(t *testing.T) {
 					{Dest: "/app", Path: dir, Ignore: ignoreGit},
 					{Dest: "/app/fairing_main.py", Data: []byte("import train\n"), Class: layer.ClassTop},
 				},
+				User:       "1000",
 				Entrypoint: []string{"python3"},
 				Cmd:        []string{"/app/fairing_main.py", "--data", "a b&c"},
 			},

@@ -34,6 +34,8 @@ type Options struct {
 	BuildArgs map[string]string
 	// Labels are set on the image config.
 	Labels map[string]string
+	// Annotations are set on the image manifest (OCI annotations).
+	Annotations map[string]string
 	// Platforms builds for each platform ("linux/amd64,linux/arm64" style); several make an index.
 	Platforms []string
 	// NoCache ignores BuildKit's cache for this build.

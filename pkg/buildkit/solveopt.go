@@ -153,6 +153,12 @@ func exportEntries(o *Options, epoch int64) ([]client.ExportEntry, *outputs, err
 		return nil, nil, err
 	}
 	common["oci-mediatypes"] = strconv.FormatBool(ociTypes)
+	for k, v := range o.Annotations {
+		if k == "" || strings.ContainsAny(k, "=, ") {
+			return nil, nil, fmt.Errorf("annotation %q: not a valid key", k)
+		}
+		common["annotation."+k] = v
+	}
 	if o.RewriteTimestamp {
 		common["rewrite-timestamp"] = "true"
 	}

@@ -56,6 +56,7 @@ func TestSolveOptMapping(t *testing.T) {
 				Target:           "runtime",
 				BuildArgs:        map[string]string{"PY": "3.11"},
 				Labels:           map[string]string{"org.opencontainers.image.source": "https://example.com/x"},
+				Annotations:      map[string]string{"org.opencontainers.image.revision": "abc"},
 				Platforms:        []string{"linux/amd64", "linux/arm64"},
 				NoCache:          true,
 				SourceDateEpoch:  &epoch,
@@ -69,6 +70,7 @@ func TestSolveOptMapping(t *testing.T) {
 			wantExports: []client.ExportEntry{{Type: "image", Attrs: map[string]string{
 				"name": "127.0.0.1:5000/team/app:1,127.0.0.1:5000/team/app:latest,127.0.0.1:5001/mirror/app:1", "push": "true",
 				"compression": "gzip", "force-compression": "true", "oci-mediatypes": "true", "rewrite-timestamp": "true", "source-date-epoch": "1700000000",
+				"annotation.org.opencontainers.image.revision": "abc",
 			}}},
 		},
 		{
@@ -132,6 +134,7 @@ func TestSolveOptMapping(t *testing.T) {
 		{name: "zstd with docker media types", o: Options{Compression: Compression{Type: "zstd"}, DockerMediaTypes: true}, wantErr: "needs OCI media types"},
 		{name: "unknown compression", o: Options{Compression: Compression{Type: "lz4"}}, wantErr: `compression "lz4"`},
 		{name: "bad build arg", o: Options{BuildArgs: map[string]string{"A=B": "x"}}, wantErr: "build arg"},
+		{name: "bad annotation", o: Options{Annotations: map[string]string{"a,b": "x"}}, wantErr: "annotation"},
 		{name: "cache digest", o: Options{CacheRepo: "127.0.0.1:5000/c@sha256:" + strings.Repeat("a", 64)}, wantErr: "not a digest"},
 		{
 			name:      "secrets become a session attachable",

@@ -43,6 +43,9 @@ type Spec struct {
 	// checks `id -u` when it runs, as the original Fairing did. Build fills it from the base's
 	// config when it can read it.
 	BaseUser string
+	// User is the user the image runs as (a USER line after everything else); empty keeps the
+	// base's.
+	User string
 	// Entrypoint and Cmd are written in exec form when set.
 	Entrypoint []string
 	Cmd        []string
@@ -100,6 +103,9 @@ func planSpec(ctx context.Context, s Spec) (*plan, error) {
 	wd = path.Clean(wd)
 	if strings.ContainsAny(s.BaseUser, " \t\r\n") {
 		return nil, fmt.Errorf("generated Dockerfile: base user %q contains white space", s.BaseUser)
+	}
+	if strings.ContainsAny(s.User, " \t\r\n") {
+		return nil, fmt.Errorf("generated Dockerfile: user %q contains white space", s.User)
 	}
 	entries, err := layer.Collect(ctx, s.Sources)
 	if err != nil {

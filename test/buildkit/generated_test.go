@@ -47,10 +47,12 @@ func TestGeneratedLayersAndCodeChange(t *testing.T) {
 			{Dest: "/app/model.bin", Path: filepath.Join(src, "model.bin"), Class: layer.ClassLarge},
 			{Dest: "/app/fairing_main.py", Data: []byte("import train\n"), Class: layer.ClassTop},
 		},
-		Cmd: []string{"python3", "/app/fairing_main.py"},
+		Cmd:  []string{"python3", "/app/fairing_main.py"},
+		User: "65534",
 	}
 	o := buildkit.Options{
 		Spec:         spec,
+		Annotations:  map[string]string{"org.opencontainers.image.revision": id},
 		Destinations: dest(t, proxy.Addr()+"/"+testenv.Repo(t)+":1"),
 		Progress:     buildkit.ProgressQuiet,
 	}
@@ -77,6 +79,12 @@ func TestGeneratedLayersAndCodeChange(t *testing.T) {
 	cf, err := img1.ConfigFile()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if m, err := img1.Manifest(); err != nil || m.Annotations["org.opencontainers.image.revision"] != id {
+		t.Errorf("manifest annotations %v (%v)", m.Annotations, err)
+	}
+	if cf.Config.User != "65534" {
+		t.Errorf("config user %q, want 65534", cf.Config.User)
 	}
 	if cf.Config.WorkingDir != "/app" || !slices.Contains(cf.Config.Env, "FAIRING_RUNTIME=1") || !slices.Contains(cf.Config.Env, "MODE=train") ||
 		strings.Join(cf.Config.Cmd, " ") != "python3 /app/fairing_main.py" {

@@ -10,5 +10,6 @@ RUN --mount=type=secret,id=pip.conf --mount=type=secret,id=token export PIP_BREA
     python3 -m pip install --no-cache-dir $user -r /app/requirements.txt
 COPY --link 01-source/ /
 COPY --link 02-generated/ /
+USER 1000
 ENTRYPOINT ["python3"]
 CMD ["/app/fairing_main.py","--data","a b&c"]
