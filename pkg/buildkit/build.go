@@ -279,7 +279,7 @@ func prepare(ctx context.Context, o *Options, secretIDs []string) (input, []byte
 }
 
 // specKey names a generated build's state: the same sources (by place, not content) map to the
-// same staged context, so BuildKit's copy of it is updated by a diff.
+// same context name, so BuildKit's copy of it is updated by a diff.
 func specKey(s Spec) string {
 	var parts []string
 	for _, src := range s.Sources {

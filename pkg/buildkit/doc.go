@@ -10,6 +10,8 @@
 //
 // The generated Dockerfile keeps the original Fairing's semantics: FROM the base, WORKDIR /app,
 // ENV FAIRING_RUNTIME=1, dependency files copied and installed before the code (so a code change
-// does not reinstall dependencies), code copied last, exec-form CMD. It is written into the
-// build's own state directory, never into the user's folder.
+// does not reinstall dependencies), code copied last, exec-form CMD. The Dockerfile and its
+// context are served to buildkitd from memory and the user's files (contextFS): nothing is
+// written into the user's folder. Copied files get the epoch as their time, so those layers
+// are the same on every machine.
 package buildkit

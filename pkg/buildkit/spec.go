@@ -56,9 +56,9 @@ type Spec struct {
 	SecretEnv map[string]string
 }
 
-// stagedGroup is one layer of the generated image: one directory of the staged context, one
+// ctxGroup is one layer of the generated image: one directory of the context, one
 // COPY of the Dockerfile.
-type stagedGroup struct {
+type ctxGroup struct {
 	dir     string // "00-dependencies", "01-large", "02-source", ...
 	class   layer.Class
 	entries []layer.Entry
@@ -67,8 +67,8 @@ type stagedGroup struct {
 // plan is what a Spec expands to: its layers, their files, and the requirement files to install.
 type plan struct {
 	workDir      string
-	groups       []stagedGroup
-	dirs         map[string]layer.Entry // every directory, for the modes of staged parents
+	groups       []ctxGroup
+	dirs         map[string]layer.Entry // every directory, for the modes of parent directories
 	requirements []string               // absolute image paths
 }
 
@@ -120,7 +120,7 @@ func planSpec(ctx context.Context, s Spec) (*plan, error) {
 	deps := map[string]bool{} // image paths of dependency files
 	all := map[string]bool{}
 	for i, g := range mergeSource(layer.Plan(entries, s.Plan), s.MinSourceLayer) {
-		p.groups = append(p.groups, stagedGroup{dir: fmt.Sprintf("%02d-%s", i, classDir(g.Class)), class: g.Class, entries: g.Entries})
+		p.groups = append(p.groups, ctxGroup{dir: fmt.Sprintf("%02d-%s", i, classDir(g.Class)), class: g.Class, entries: g.Entries})
 		for _, e := range g.Entries {
 			if e.Type == layer.TypeFile || e.Type == layer.TypeHardlink {
 				all["/"+e.Path] = true
