@@ -61,6 +61,19 @@ func render(s Spec, p *plan, secretIDs []string) ([]byte, error) {
 		}
 		fmt.Fprintf(&b, "ENV %s=%s\n", k, quoteEnv(s.Env[k]))
 	}
+	pathKeys := make([]string, 0, len(s.PathEnv))
+	for k := range s.PathEnv {
+		if !envKey.MatchString(k) || strings.ContainsAny(s.PathEnv[k], "\r\n") {
+			return nil, fmt.Errorf("generated Dockerfile: %s is not a valid search path variable", k)
+		}
+		pathKeys = append(pathKeys, k)
+	}
+	sort.Strings(pathKeys)
+	for _, k := range pathKeys {
+		// ${K:+:$K} appends the base's value only when it has one (no empty entry, which
+		// would mean the current directory).
+		fmt.Fprintf(&b, "ENV %s=%s${%s:+:$%s}\n", k, quoteEnv(s.PathEnv[k]), k, k)
+	}
 	installed := false
 	for _, g := range p.groups {
 		if g.class != layer.ClassDeps && !installed {
@@ -84,7 +97,7 @@ func render(s Spec, p *plan, secretIDs []string) ([]byte, error) {
 	if s.User != "" {
 		fmt.Fprintf(&b, "USER %s\n", s.User)
 	}
-	if len(s.Entrypoint) > 0 {
+	if s.Entrypoint != nil {
 		fmt.Fprintf(&b, "ENTRYPOINT %s\n", execForm(s.Entrypoint))
 	}
 	if len(s.Cmd) > 0 {

@@ -19,6 +19,9 @@ type Spec struct {
 	WorkDir string
 	// Env is set with ENV after FAIRING_RUNTIME=1, in key order.
 	Env map[string]string
+	// PathEnv are search paths (PYTHONPATH) set in front of the base's value, joined with ':',
+	// or alone when the base has none.
+	PathEnv map[string]string
 	// Sources are the files to put in the image. They are split into layers exactly as the
 	// append builder splits them (layer.Plan): dependency files (ClassDeps; by default
 	// requirements*.txt, pyproject.toml, ... see layer.IsDependencyFile) lowest and installed
@@ -46,7 +49,8 @@ type Spec struct {
 	// User is the user the image runs as (a USER line after everything else); empty keeps the
 	// base's.
 	User string
-	// Entrypoint and Cmd are written in exec form when set.
+	// Entrypoint and Cmd are written in exec form when set; an empty, non-nil Entrypoint
+	// clears the base's.
 	Entrypoint []string
 	Cmd        []string
 	// SecretEnv maps build secret ids to environment variables set, for the install step only,
