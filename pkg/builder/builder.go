@@ -60,6 +60,8 @@ type Options struct {
 
 // Report is what a build did; it is also the --metadata-file content.
 type Report struct {
+	// Builder is the path that built the image: append or buildkit.
+	Builder string `json:"builder"`
 	// Reference is name@digest of the first destination (or the digest alone).
 	Reference string   `json:"reference"`
 	Digest    string   `json:"digest"`
@@ -80,6 +82,8 @@ type Report struct {
 	Manifests     []string      `json:"manifests"`
 	BytesUploaded int64         `json:"bytesUploaded"`
 	Timings       Timings       `json:"timings"`
+	// BuildKit holds the BuildKit path's steps and metadata.
+	BuildKit *BuildKitReport `json:"buildkit,omitempty"`
 
 	// BuildKit-compatible keys, so tools that read `buildctl --metadata-file` read ours.
 	ContainerImageDigest string `json:"containerimage.digest"`
@@ -214,7 +218,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 
-	rep := &Report{Digest: digest.String(), Entries: ls.entries, FilesHashed: ls.hashed, Layers: ls.reports, Dependencies: o.Dependencies}
+	rep := &Report{Builder: Append, Digest: digest.String(), Entries: ls.entries, FilesHashed: ls.hashed, Layers: ls.reports, Dependencies: o.Dependencies}
 	rep.Base.Name = br.b.Name
 	if !br.b.Scratch {
 		rep.Base.Digest = br.b.Digest.String()

@@ -19,6 +19,9 @@ type PlanOptions struct {
 	// ChunkBytes forces a source layer boundary once a layer holds this many bytes, so a
 	// one-file change never rebuilds an unbounded layer. Default 32 MiB.
 	ChunkBytes int64
+	// DepsPaths are image paths (files, or directories with everything below them) that belong
+	// with the dependency manifests, e.g. a local package a requirements.txt installs.
+	DepsPaths []string
 }
 
 func (o PlanOptions) withDefaults() PlanOptions {
@@ -89,8 +92,18 @@ func Plan(entries []Entry, opts PlanOptions) []Group {
 		}
 	}
 	var deps, large, source, top []Entry
+	depPaths := make([]string, len(opts.DepsPaths))
+	for i, d := range opts.DepsPaths {
+		depPaths[i] = cleanImagePath(d)
+	}
 	for _, e := range entries {
-		switch classify(e, opts) {
+		c := classify(e, opts)
+		for _, d := range depPaths {
+			if e.Type != TypeDir && (e.Path == d || strings.HasPrefix(e.Path, d+"/")) && e.Class != ClassTop {
+				c = ClassDeps
+			}
+		}
+		switch c {
 		case ClassDeps:
 			deps = append(deps, e)
 		case ClassLarge:

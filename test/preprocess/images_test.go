@@ -245,7 +245,7 @@ func TestPythonImage(t *testing.T) {
 		"notes.txt":                   "not an input: stays out of the image",
 	})
 	dest := reg + "/" + testenv.Repo(t) + ":v1"
-	args := []string{"--context", ctx, "--base", base, "--destination", dest,
+	args := []string{"--builder", "append", "--context", ctx, "--base", base, "--destination", dest,
 		"--input", "main.py", "--input", "pkg", "--input", "data", "--input", "requirements.txt",
 		"--output-map", "settings.ini=/data/config/"}
 	im := buildImage(t, args...)
