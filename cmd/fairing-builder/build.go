@@ -92,6 +92,26 @@ func runBuild(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if o.ContextRef != "" && c.String("builder") != builder.Append && bk.Dockerfile == "" {
+		// BuildKit copies the files and installs what the dependency files name: a pushed context
+		// that may need it is unpacked (the append path never downloads it)
+		deps := []string{"(--builder buildkit)"}
+		if c.String("builder") == builder.Auto {
+			if deps, err = builder.ContextDependencies(ctx, o); err != nil {
+				return err
+			}
+		}
+		if len(deps) > 0 {
+			dir, err := os.MkdirTemp("", "fairing-context-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			if err := builder.MaterializeContext(ctx, &o, dir); err != nil {
+				return err
+			}
+		}
+	}
 	if c.Bool("print-dockerfile") {
 		df, warnings, err := builder.Dockerfile(ctx, o, bk)
 		if err != nil {

@@ -53,7 +53,10 @@ func buildFlags() []cli.Flag {
 		strs("insecure-registry", "registry HOST[:PORT] reachable over plain HTTP or unverified TLS (repeatable; loopback always may use HTTP)"),
 		str("cache-dir", "local layer cache (default $XDG_CACHE_HOME/fairing)"),
 		str("context-repo", "repository that receives the context artifact (default: the first destination's repository)"),
-		str("builder-image", "image of the build step, running fairing-builder (default: "+defaultImage("fairing-builder")+")"),
+		strDef("builder", "auto", "append (no steps run), buildkit (install the dependency files' packages in the build pod, with BuildKit), or auto: buildkit when a dependency file lists packages"),
+		str("builder-image", "image of an append build step, running fairing-builder (default: "+defaultImage("fairing-builder")+")"),
+		str("buildkit-image", "image of a BuildKit build step: fairing-builder with buildkitd and runc, run privileged (default: "+defaultImage("fairing-builder-buildkit")+")"),
+		str("cache-repo", "registry repository for BuildKit's cache, so build pods reuse installed packages"),
 		str("submit-image", "image of the submit step, running fairing-submit (default: "+defaultImage("fairing-submit")+")"),
 		strDef("build-service-account", "fairing-build", "service account of the build pod (deploy/rbac/fairing-build.yaml)"),
 		str("registry-secret", "existing docker-registry Secret the build step pushes with (mounted as its Docker config) and the build pod pulls with"),
@@ -182,6 +185,10 @@ func inClusterOptions(c *cli.Context, ns string) (incluster.Options, error) {
 			s.SubmitImage = defaultImage("fairing-submit")
 		}
 	}
+	kind := c.String("builder")
+	if kind != builder.Append && kind != builder.BuildKit && kind != builder.Auto {
+		return o, usageErr("--builder %q: use append, buildkit or auto", kind)
+	}
 	s.BuildArgs = append(s.BuildArgs, "--base", c.String("base"))
 	for _, d := range dests {
 		s.BuildArgs = append(s.BuildArgs, "--destination", d)
@@ -227,6 +234,10 @@ func inClusterOptions(c *cli.Context, ns string) (incluster.Options, error) {
 		}
 		s.ContextVolume = vol
 		s.BuildArgs = append(append(s.BuildArgs, "--workdir", workdir), preprocessNames.Args(c)...)
+		// the files are in the cluster only: the build pod decides, so it must be able to install
+		if kind == builder.Auto {
+			s.BuildKit = true
+		}
 	} else {
 		epoch, err := sourceDateEpoch()
 		if err != nil {
@@ -238,15 +249,28 @@ func inClusterOptions(c *cli.Context, ns string) (incluster.Options, error) {
 			return o, usageErr("%v", err)
 		}
 		p := &builder.Options{
+			Base:     c.String("base"),
 			Sources:  src,
 			Config:   build.Config{WorkingDir: workdir},
 			Layer:    layer.Options{Tar: layer.TarOptions{Epoch: epoch}},
 			CacheDir: c.String("cache-dir"),
 			Registry: rc,
 		}
-		if err := preprocessNames.Run(c, p, ctxDir, c.String("dockerignore"), workdir, false, c.Bool("quiet")); err != nil {
+		if err := preprocessNames.Run(c, p, ctxDir, c.String("dockerignore"), workdir, kind != builder.Append, c.Bool("quiet")); err != nil {
 			return o, usageErr("%v", err)
 		}
+		if kind == builder.Auto {
+			// decided here, where the files are: the build pod gets the image and rights it needs
+			needed, err := builder.NeedsInstall(c.Context, *p)
+			if err != nil {
+				return o, usageErr("%v", err)
+			}
+			kind = builder.Append
+			if len(needed) > 0 {
+				kind = builder.BuildKit
+			}
+		}
+		s.BuildKit = kind == builder.BuildKit
 		o.Push = p
 		o.Meta = contextimage.Meta{Workdir: p.Config.WorkingDir, Command: append(p.Config.Entrypoint, p.Config.Cmd...),
 			Env: p.Config.Env, PathEnv: p.Config.PathEnv, Dependencies: p.Dependencies}
@@ -260,6 +284,23 @@ func inClusterOptions(c *cli.Context, ns string) (incluster.Options, error) {
 			return o, usageErr("--context-repo: %v", err)
 		}
 		registries = append(registries, cr.Context().RegistryStr())
+	}
+	if kind != builder.Auto {
+		s.BuildArgs = append(s.BuildArgs, "--builder", kind)
+	}
+	if s.BuildKit {
+		s.BuilderImage = c.String("buildkit-image")
+		if s.BuilderImage == "" && imageRepo != "" {
+			s.BuilderImage = defaultImage("fairing-builder-buildkit")
+		}
+		if s.BuilderImage == "" {
+			return o, usageErr("this build installs packages with BuildKit: pass --buildkit-image (the fairing-builder-buildkit image `make images` pushes), or --builder append to skip the install")
+		}
+		if r := c.String("cache-repo"); r != "" {
+			s.BuildArgs = append(s.BuildArgs, "--cache-repo", r)
+		}
+	} else if c.IsSet("cache-repo") {
+		return o, usageErr("--cache-repo is BuildKit's cache: it needs --builder buildkit (or auto with packages to install)")
 	}
 	o.Spec = s
 	o.CreateRegistrySecret = c.Bool("create-registry-secret")

@@ -19,31 +19,42 @@ func buildContext(t *testing.T) string {
 }
 
 // The build Job of --build-in-cluster --dry-run: the context digest is computed (nothing is sent), the
-// build step gets the build options, the submit step exactly the user's deployer options.
+// build step gets the build options, the submit step exactly the user's deployer options. With packages
+// to install (requirements.txt lists one), --builder auto picks BuildKit: the BuildKit-capable image,
+// privileged, buildkitd's state in the pod's emptyDir.
 func TestBuildInClusterDryRun(t *testing.T) {
 	t.Setenv("SOURCE_DATE_EPOCH", "")
-	dir := buildContext(t)
-	out, errs, code := runCLI(t, "run", "--dry-run", "--build-in-cluster", "--build-context", dir, "--cache-dir", t.TempDir(),
+	common := []string{"run", "--dry-run", "--build-in-cluster", "--cache-dir", t.TempDir(),
 		"--base", "registry.example/base/python:3.11", "--destination", "registry.example/team/train", "--platform", "linux/amd64",
-		"--image-env", "MODE=prod", "--image-label", "team=a", "--input", "train.py", "--interpreter", "python3",
+		"--image-env", "MODE=prod", "--image-label", "team=a",
 		"--builder-image", "registry.example/fairing-builder:v1", "--submit-image", "registry.example/fairing-submit:v1",
+		"--buildkit-image", "registry.example/fairing-builder-buildkit:v1",
 		"--registry-secret", "regcred", "--id", "golden", "-n", "team-a",
-		"-d", "job", "--gpu", "1", "--env", "A=1", "--volume", "pvc:data:/data", "--timeout", "10m", "--cleanup", "always", "--runs", "2")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, errs)
-	}
-	golden := filepath.Join("testdata", "build-in-cluster.golden")
-	if *update {
-		if err := os.WriteFile(golden, []byte(out), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if out != string(want) {
-		t.Errorf("dry-run output differs from %s:\n%s", golden, out)
+		"-d", "job", "--gpu", "1", "--env", "A=1", "--volume", "pvc:data:/data", "--timeout", "10m", "--cleanup", "always", "--runs", "2"}
+	for name, args := range map[string][]string{
+		"build-in-cluster":          {"--builder", "append", "--input", "train.py", "--interpreter", "python3"},
+		"build-in-cluster-buildkit": {"--cache-repo", "registry.example/team/cache"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := buildContext(t)
+			out, errs, code := runCLI(t, append(append(append([]string{}, common...), "--build-context", dir), args...)...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errs)
+			}
+			golden := filepath.Join("testdata", name+".golden")
+			if *update {
+				if err := os.WriteFile(golden, []byte(out), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test -update to create it)", err)
+			}
+			if out != string(want) {
+				t.Errorf("dry-run output differs from %s:\n%s", golden, out)
+			}
+		})
 	}
 }
 
@@ -55,7 +66,7 @@ func TestSubmitArgsForwarded(t *testing.T) {
 	t.Setenv("FAIRING_FAIL_FAST", "false")
 	out, errs, code := runCLI(t, "run", "--dry-run", "-o", "json", "--build-in-cluster", "--build-context", dir, "--cache-dir", t.TempDir(),
 		"--base", "registry.example/base:1", "--destination", "registry.example/app", "--builder-image", "b:1", "--submit-image", "s:1",
-		"--kubeconfig", "/nonexistent", "--context", "other", "--quiet", "--", "sh", "-c", "echo hi")
+		"--builder", "append", "--kubeconfig", "/nonexistent", "--context", "other", "--quiet", "--", "sh", "-c", "echo hi")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
@@ -73,7 +84,7 @@ func TestSubmitArgsForwarded(t *testing.T) {
 
 func TestBuildInClusterBadInput(t *testing.T) {
 	dir := buildContext(t)
-	common := []string{"run", "--dry-run", "--build-in-cluster", "--build-context", dir, "--builder-image", "b:1", "--submit-image", "s:1"}
+	common := []string{"run", "--dry-run", "--build-in-cluster", "--build-context", dir, "--builder-image", "b:1", "--submit-image", "s:1", "--buildkit-image", "bk:1"}
 	tests := []struct {
 		args []string
 		want string
@@ -92,6 +103,9 @@ func TestBuildInClusterBadInput(t *testing.T) {
 		{[]string{"--base", "r.example/b:1", "--destination", "r.example/app", "--env", "NOVALUE"}, "NOVALUE"},
 		{[]string{"--base", "r.example/b:1", "--destination", "r.example/app", "-d", "nope"}, "unknown deployer"},
 		{[]string{"--base", "r.example/b:1", "--destination", "r.example/app", "--cleanup", "sometimes"}, "--cleanup"},
+		{[]string{"--base", "r.example/b:1", "--destination", "r.example/app", "--builder", "kaniko"}, "--builder"},
+		{[]string{"--base", "r.example/b:1", "--destination", "r.example/app", "--builder", "append", "--cache-repo", "r.example/c"}, "needs --builder buildkit"},
+		{[]string{"--base", "r.example/b:1", "--destination", "r.example/app", "--buildkit-image", ""}, "pass --buildkit-image"},
 	}
 	for _, tc := range tests {
 		out, errs, code := runCLI(t, append(append([]string{}, common...), tc.args...)...)

@@ -348,17 +348,7 @@ func fetchLayers(ctx context.Context, o *Options) (*layerSet, error) {
 	if err != nil {
 		return nil, err
 	}
-	if o.Config.Cmd == nil && o.Config.Entrypoint == nil && len(c.Meta.Command) > 0 {
-		o.Config.Cmd = c.Meta.Command
-	}
-	if o.Config.WorkingDir == "" {
-		o.Config.WorkingDir = c.Meta.Workdir
-	}
-	o.Config.Env = append(append([]string{}, c.Meta.Env...), o.Config.Env...)
-	o.Config.PathEnv = append(append([]string{}, c.Meta.PathEnv...), o.Config.PathEnv...)
-	if len(o.Dependencies) == 0 {
-		o.Dependencies = c.Meta.Dependencies
-	}
+	o.useMeta(c.Meta)
 	m, err := c.Image.Manifest()
 	if err != nil {
 		return nil, err
@@ -381,6 +371,22 @@ func fetchLayers(ctx context.Context, o *Options) (*layerSet, error) {
 		ls.reports = append(ls.reports, r)
 	}
 	return ls, nil
+}
+
+// useMeta takes a context artifact's recorded command, environment and working directory as
+// defaults (the user's options win), and its dependency files.
+func (o *Options) useMeta(meta contextimage.Meta) {
+	if o.Config.Cmd == nil && o.Config.Entrypoint == nil && len(meta.Command) > 0 {
+		o.Config.Cmd = meta.Command
+	}
+	if o.Config.WorkingDir == "" {
+		o.Config.WorkingDir = meta.Workdir
+	}
+	o.Config.Env = append(append([]string{}, meta.Env...), o.Config.Env...)
+	o.Config.PathEnv = append(append([]string{}, meta.PathEnv...), o.Config.PathEnv...)
+	if len(o.Dependencies) == 0 {
+		o.Dependencies = meta.Dependencies
+	}
 }
 
 // writeOutputs writes the files scripts read; each is written whole or not at all.

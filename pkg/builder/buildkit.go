@@ -49,16 +49,9 @@ func Choose(ctx context.Context, o Options, bk BuildKitOptions) (string, error) 
 	if bk.Dockerfile != "" {
 		return BuildKit, nil
 	}
-	spec := spec(o)
-	reqs, err := buildkit.Requirements(ctx, *spec)
+	needed, err := NeedsInstall(ctx, o)
 	if err != nil {
 		return "", err
-	}
-	var needed []string
-	for _, r := range reqs {
-		if local := localPath(o.Sources, r); local == "" || listsPackages(local) {
-			needed = append(needed, r)
-		}
 	}
 	if len(needed) == 0 {
 		return Append, nil
@@ -76,6 +69,22 @@ func Choose(ctx context.Context, o Options, bk BuildKitOptions) (string, error) 
 	return "", fmt.Errorf("%s lists packages to install (pip install), which the append builder cannot run: "+
 		"give a buildkitd with --buildkit-addr or BUILDKIT_HOST, put buildkitd on PATH for a daemonless build, "+
 		"or pass --builder append to build without installing", strings.Join(needed, ", "))
+}
+
+// NeedsInstall lists the dependency files of o's sources that name packages to install, which
+// only the BuildKit path can do.
+func NeedsInstall(ctx context.Context, o Options) ([]string, error) {
+	reqs, err := buildkit.Requirements(ctx, *spec(o))
+	if err != nil {
+		return nil, err
+	}
+	var needed []string
+	for _, r := range reqs {
+		if local := localPath(o.Sources, r); local == "" || listsPackages(local) {
+			needed = append(needed, r)
+		}
+	}
+	return needed, nil
 }
 
 // RunBuildKit builds with BuildKit: the user's Dockerfile, or one generated from the sources

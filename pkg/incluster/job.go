@@ -101,7 +101,15 @@ type Spec struct {
 	BuildTimeout time.Duration
 	// Labels are added to the Job and its pod.
 	Labels map[string]string
+	// BuildKit runs the build step as root in a privileged container (BuilderImage must be the
+	// BuildKit-capable one): fairing-builder starts buildkitd as a child, whose OCI worker mounts
+	// and runs the install steps. Its state lives in the pod's emptyDir (overlayfs cannot stack on
+	// the container's own root).
+	BuildKit bool
 }
+
+// BuildkitdRoot is buildkitd's state directory in a BuildKit build pod.
+const BuildkitdRoot = Workspace + "/buildkitd"
 
 // Job returns the build Job: the build step as an init container (a failed build fails the
 // pod before anything is submitted), the submit step as its container, sharing an emptyDir.
@@ -172,6 +180,12 @@ func Job(s Spec) (*batchv1.Job, error) {
 	if s.BuildTimeout > 0 {
 		buildArgs = append(buildArgs, "--timeout", s.BuildTimeout.String())
 	}
+	buildSecurity := hardened
+	if s.BuildKit {
+		buildArgs = append(buildArgs, "--buildkitd-root", BuildkitdRoot, "--progress", "plain")
+		privileged, root := true, int64(0)
+		buildSecurity = &corev1.SecurityContext{Privileged: &privileged, RunAsUser: &root}
+	}
 	submitArgs := []string{"run", "--image-from-file", ImageFile, "--result-file", TerminationLog, "--namespace", s.Namespace, "--id", s.ID}
 	submitArgs = append(submitArgs, s.SubmitArgs...)
 
@@ -192,7 +206,7 @@ func Job(s Spec) (*batchv1.Job, error) {
 				Env:                      env,
 				VolumeMounts:             mounts,
 				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-				SecurityContext:          hardened,
+				SecurityContext:          buildSecurity,
 			}},
 			Containers: []corev1.Container{{
 				Name:                     SubmitContainer,
