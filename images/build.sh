@@ -7,6 +7,10 @@
 #   REGISTRY/fairing-builder:VERSION  static fairing-builder on the base, user 65532, entrypoint fairing-builder
 #   REGISTRY/fairing-submit:VERSION   static fairing-submit on the base, user 65532, entrypoint fairing-submit;
 #                                      its default --builder-image/--submit-image are these images
+#   REGISTRY/fairing-builder-buildkit:VERSION
+#                                      the BuildKit-capable builder: fairing-builder + buildkitd (BuildKit at the
+#                                      version go.mod pins, static) + Debian's runc and the libraries it links,
+#                                      user root (buildkitd's OCI worker needs it, in a privileged pod)
 # Each is an OCI index of PLATFORMS (cross-compiled: CGO_ENABLED=0, -trimpath); each platform is built with
 # `fairing-builder build --platform` and pushed as TAG-ARCH, then the index is stitched with the pinned crane.
 # Reproducible: pinned Debian packages (images/base/packages), file times clamped to SOURCE_DATE_EPOCH, Go's
@@ -51,8 +55,18 @@ index() {
   echo "$REGISTRY/$name@$("$CRANE" digest "$t" 2>"$W/crane.log")"
 }
 
-mapfile -t pins < <(grep -v '^#' images/base/packages | awk 'NF == 2 {print $1 "=" $2}')
-bases=() builders=() submits=()
+pins() { grep -v '^#' "$1" | awk 'NF == 2 {print $1 "=" $2}'; }
+mapfile -t pins < <(pins images/base/packages)
+mapfile -t bkpins < <(pins images/buildkit/packages)
+# BuildKit's module refuses `go install` (exclude directives): build it as the main module, as
+# .ci/buildkit/build.sh does, but static and for each platform
+BK_VERSION=$(go list -m -f '{{.Version}}' github.com/moby/buildkit)
+BK_SRC=$W/buildkit-src
+if [ ! -d "$BK_SRC" ]; then
+  d=$(go mod download -json "github.com/moby/buildkit@$BK_VERSION" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')
+  cp -r "$d" "$BK_SRC.tmp" && chmod -R u+w "$BK_SRC.tmp" && mv "$BK_SRC.tmp" "$BK_SRC"
+fi
+bases=() builders=() submits=() buildkits=()
 packages=""
 for p in $PLATFORMS; do
   arch=${p#linux/}; arch=${arch%%/*}
@@ -104,12 +118,35 @@ for p in $PLATFORMS; do
       --label "org.opencontainers.image.title=$prog" --destination "$REGISTRY/$prog:$VERSION-$arch")
     case $prog in fairing-builder) builders+=("$ref") ;; *) submits+=("$ref") ;; esac
   done
+
+  log "$p: fairing-builder-buildkit"
+  bkpk=$(bash images/base/debs.sh "$arch" "$A/debs" "${bkpins[@]}" | paste -sd, -)
+  K=$A/buildkit && rm -rf "$K" && mkdir -p "$K/usr/local/bin" "$K/usr/sbin" "$K/usr/share/doc"
+  # runc and what it links: the C library and its loader, libseccomp
+  cp -a "$A/debs/libc6/lib" "$K/lib" && { [ ! -d "$A/debs/libc6/lib64" ] || cp -a "$A/debs/libc6/lib64" "$K/lib64"; }
+  mkdir -p "$K/usr/lib" && cp -a "$A/debs/libseccomp2/usr/lib/." "$K/usr/lib/"
+  install -m 0755 "$A/debs/runc/usr/sbin/runc" "$K/usr/sbin/runc"
+  # absolute links (/lib64/ld-linux-x86-64.so.2 -> /lib/...) made relative: an image layer may only
+  # hold links that stay inside it
+  find "$K" -type l -lname '/*' | while read -r l; do ln -sfnr "$K$(readlink "$l")" "$l"; done
+  for d in libc6 libseccomp2 runc; do
+    mkdir -p "$K/usr/share/doc/$d" && cp "$A/debs/$d/usr/share/doc/$d/copyright" "$K/usr/share/doc/$d/"
+  done
+  (cd "$BK_SRC" && CGO_ENABLED=0 GOOS=linux GOARCH=$arch nice go build -trimpath \
+    -ldflags "-s -w -X github.com/moby/buildkit/version.Version=$BK_VERSION" -o "$K/usr/local/bin/buildkitd" ./cmd/buildkitd)
+  cp "$A/fairing-builder/usr/local/bin/fairing-builder" "$K/usr/local/bin/"
+  buildkits+=("$(fb --context "$K" --workdir / --base "${bases[-1]}" --user 0:0 --env HOME=/root \
+    --entrypoint /usr/local/bin/fairing-builder --cmd "" \
+    --label "org.opencontainers.image.source=$SOURCE" --label "org.opencontainers.image.version=$VERSION" \
+    --label "org.opencontainers.image.title=fairing-builder-buildkit" --label "dev.fairing.buildkit-version=$BK_VERSION" \
+    --label "dev.fairing.debian-packages=$packages,$bkpk" --destination "$REGISTRY/fairing-builder-buildkit:$VERSION-$arch")")
 done
 
 out=$(
   echo "fairing-base=$(index fairing-base "${bases[@]}")"
   echo "fairing-builder=$(index fairing-builder "${builders[@]}")"
   echo "fairing-submit=$(index fairing-submit "${submits[@]}")"
+  echo "fairing-builder-buildkit=$(index fairing-builder-buildkit "${buildkits[@]}")"
 )
 echo "$out"
 [ -z "${IMAGES_OUT:-}" ] || echo "$out" > "$IMAGES_OUT"

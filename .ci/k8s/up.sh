@@ -69,7 +69,7 @@ for i in $(seq 300); do curl -fsS http://127.0.0.1:$EP/health >/dev/null 2>&1 &&
 curl -fsS http://127.0.0.1:$EP/health >/dev/null || { tail -20 "$R/etcd.log" >&2; exit 1; }
 ts "etcd healthy"
 
-# --- kube-apiserver ---
+# --- kube-apiserver (privileged pods allowed, as kubeadm does: in-cluster BuildKit builds need them) ---
 "$B/kube-apiserver" --etcd-servers=http://127.0.0.1:$EP \
   --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port=$AP \
   --tls-cert-file=$P/apiserver.crt --tls-private-key-file=$P/apiserver.key \
@@ -80,6 +80,7 @@ ts "etcd healthy"
   --authorization-mode=Node,RBAC --cert-dir=$R/apiserver-certs \
   --kubelet-client-certificate=$P/apiserver-kubelet-client.crt --kubelet-client-key=$P/apiserver-kubelet-client.key \
   --kubelet-preferred-address-types=Hostname --enable-admission-plugins=NodeRestriction \
+  --allow-privileged=true \
   ${APISERVER_EXTRA_FLAGS:-} > "$R/kube-apiserver.log" 2>&1 &
 echo $! > "$R/kube-apiserver.pid"
 CURL="curl -fsS --cacert $P/ca.crt --cert $P/admin.crt --key $P/admin.key"

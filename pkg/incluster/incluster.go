@@ -183,7 +183,13 @@ func Run(ctx context.Context, c *kube.Clients, o Options) (*Result, error) {
 	created, err := c.Typed.BatchV1().Jobs(ns).Create(ctx, j, metav1.CreateOptions{})
 	if err != nil {
 		deleteSecret()
-		return nil, kube.Explain(err, "create", d.Resources()[0], ns)
+		err = kube.Explain(err, "create", d.Resources()[0], ns)
+		if s.BuildKit && strings.Contains(err.Error(), "privileged") {
+			err = fmt.Errorf("%w; BuildKit build pods run privileged (buildkitd's OCI worker mounts and runs the install steps): "+
+				"ask a cluster admin to allow privileged pods in namespace %q (Pod Security level privileged), or pass --builder append "+
+				"to build without installing", err, ns)
+		}
+		return nil, err
 	}
 	res.Build.Job = created.Name
 	say("%s/%s created in namespace %s", Deployer, created.Name, ns)
