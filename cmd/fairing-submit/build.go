@@ -234,10 +234,8 @@ func inClusterOptions(c *cli.Context, ns string) (incluster.Options, error) {
 		}
 		s.ContextVolume = vol
 		s.BuildArgs = append(append(s.BuildArgs, "--workdir", workdir), preprocessNames.Args(c)...)
-		// the files are in the cluster only: the build pod decides, so it must be able to install
-		if kind == builder.Auto {
-			s.BuildKit = true
-		}
+		// the files are in the cluster only: the build step decides, and with the plain builder
+		// image it refuses clearly a context that needs installing (--builder buildkit then)
 	} else {
 		epoch, err := sourceDateEpoch()
 		if err != nil {
@@ -285,9 +283,7 @@ func inClusterOptions(c *cli.Context, ns string) (incluster.Options, error) {
 		}
 		registries = append(registries, cr.Context().RegistryStr())
 	}
-	if kind != builder.Auto {
-		s.BuildArgs = append(s.BuildArgs, "--builder", kind)
-	}
+	s.BuildArgs = append(s.BuildArgs, "--builder", kind)
 	if s.BuildKit {
 		s.BuilderImage = c.String("buildkit-image")
 		if s.BuilderImage == "" && imageRepo != "" {

@@ -461,6 +461,9 @@ func Summary(r *Result) string {
 		if b.Message != "" {
 			s += ": " + strings.Join(strings.Fields(b.Message), " ")
 		}
+		if b.Reason == "BuildFailed" && strings.Contains(b.Message, "lists packages to install") {
+			s += " (to install them in the cluster: pass --builder buildkit)"
+		}
 		if b.Reason == "BuildFailed" && (strings.Contains(b.Message, "401 Unauthorized") || strings.Contains(b.Message, "403 Forbidden")) {
 			s += " (the build pod has no credentials for that registry: pass --create-registry-secret, or --registry-secret with a docker-registry Secret)"
 		}

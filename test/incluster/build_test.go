@@ -103,7 +103,8 @@ func TestIncrementalContext(t *testing.T) {
 	base := p.Addr() + strings.TrimPrefix(e.busybox, e.registry)
 	dest := p.Addr() + "/" + testenv.Repo(t)
 	dir := writeContext(t, map[string]string{"run.sh": script, "greeting.txt": "version one\n", "requirements.txt": "requests==2.31.0\n"})
-	args := []string{"--build-context", dir, "--base", base, "--destination", dest, "-o", "json", "--", "sh", "/app/run.sh"}
+	// (append: requirements.txt names a package, which --builder auto would install with BuildKit)
+	args := []string{"--builder", "append", "--build-context", dir, "--base", base, "--destination", dest, "-o", "json", "--", "sh", "/app/run.sh"}
 
 	r := e.run(t, ns, nil, args...)
 	if r.code != 0 || !strings.Contains(r.stderr, "hello from version one") {
