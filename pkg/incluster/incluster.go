@@ -217,6 +217,7 @@ func Run(ctx context.Context, c *kube.Clients, o Options) (*Result, error) {
 			}
 			return "" // the submit step prefixes the workload's lines itself
 		},
+		Ended: stepsEnded,
 	})
 	if err != nil {
 		return nil, err
@@ -375,6 +376,22 @@ func evaluate(ctx context.Context, c *kube.Clients, d jobDriver, j *batchv1.Job,
 			res.Reason, res.Message, res.ExitCode = fr.Reason, fr.Message, fr.ExitCode
 		}
 	}
+}
+
+// stepsEnded ends following as soon as the pod's steps are over (the build failed, or the submit
+// step ended): their results are in the pod, and the Job's condition would come a controller round
+// trip later.
+func stepsEnded(p *corev1.Pod) (workload.State, bool) {
+	if b := status(p, BuildContainer, true); b != nil && b.State.Terminated != nil && b.State.Terminated.ExitCode != 0 {
+		return workload.State{Phase: workload.Failed, Reason: "BuildFailed"}, true
+	}
+	if s := status(p, SubmitContainer, false); s != nil && s.State.Terminated != nil {
+		if s.State.Terminated.ExitCode == 0 {
+			return workload.State{Phase: workload.Succeeded}, true
+		}
+		return workload.State{Phase: workload.Failed, Reason: "SubmitStepFailed"}, true
+	}
+	return workload.State{}, false
 }
 
 func status(p *corev1.Pod, name string, init bool) *corev1.ContainerStatus {

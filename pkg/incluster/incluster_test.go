@@ -314,3 +314,35 @@ func TestEvaluate(t *testing.T) {
 		})
 	}
 }
+
+// Following ends as soon as the pod's steps are over, not a controller round trip later.
+func TestStepsEnded(t *testing.T) {
+	pod := func(build, submit corev1.ContainerState) *corev1.Pod {
+		p := &corev1.Pod{}
+		p.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: BuildContainer, State: build}}
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: SubmitContainer, State: submit}}
+		return p
+	}
+	running := corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}
+	waiting := corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "PodInitializing"}}
+	done := func(code int32) corev1.ContainerState {
+		return corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code}}
+	}
+	for _, tc := range []struct {
+		name  string
+		p     *corev1.Pod
+		ended bool
+		phase workload.Phase
+	}{
+		{"building", pod(running, waiting), false, ""},
+		{"built, submitting", pod(done(0), running), false, ""},
+		{"build failed", pod(done(1), waiting), true, workload.Failed},
+		{"workload succeeded", pod(done(0), done(0)), true, workload.Succeeded},
+		{"workload failed", pod(done(0), done(3)), true, workload.Failed},
+	} {
+		st, ok := stepsEnded(tc.p)
+		if ok != tc.ended || st.Phase != tc.phase {
+			t.Errorf("%s: ended=%v phase=%q, want %v %q", tc.name, ok, st.Phase, tc.ended, tc.phase)
+		}
+	}
+}

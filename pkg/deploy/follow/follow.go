@@ -54,6 +54,9 @@ type Options struct {
 	// Prefix, if set, chooses what precedes each log line of a container (default "[pod] ", or
 	// "[pod/container] " for other containers than the workload's).
 	Prefix func(pod, container string) string
+	// Ended, if set, may end following from a pod's state (ok true), before the main object says
+	// so: a Job's condition follows its pod's end by a controller round trip (a second or more).
+	Ended func(p *corev1.Pod) (st workload.State, ok bool)
 }
 
 // Result of following a workload.
@@ -528,6 +531,11 @@ func Follow(ctx context.Context, c *kube.Clients, d workload.Driver, created run
 			if fatal != nil {
 				res.Problem = fatal
 				return finish(workload.State{Phase: workload.Failed, Reason: fatal.Reason, Message: fatal.String()})
+			}
+			if o.Ended != nil {
+				if st, ok := o.Ended(p); ok {
+					return finish(st)
+				}
 			}
 		case err := <-watchErr:
 			if ctx.Err() != nil {
