@@ -93,10 +93,36 @@ func TestCopyLinesSkipsSeenLines(t *testing.T) {
 	ts := func(ms int) string { return t0.Add(time.Duration(ms) * time.Millisecond).Format(time.RFC3339Nano) }
 	var out bytes.Buffer
 	w := NewLineWriter(&out)
-	last := copyLines(strings.NewReader(ts(100)+" one\n"+ts(200)+" two\n"+ts(300)+"\n"), "[p] ", time.Time{}, w)
+	var cur logCursor
+	copyLines(strings.NewReader(ts(100)+" one\n"+ts(200)+" two\n"+ts(300)+"\n"), "[p] ", &cur, w)
+	if o := cur.options("c"); o.SinceTime == nil || !o.SinceTime.Time.Equal(t0) {
+		t.Fatalf("a reconnect asks from %v, want %v", o.SinceTime, t0)
+	}
 	// a reconnect asks from the whole second: the lines already shown come again and are skipped
-	copyLines(strings.NewReader(ts(100)+" one\n"+ts(200)+" two\n"+ts(300)+"\n"+ts(400)+" three\npartial"), "[p] ", last, w)
+	copyLines(strings.NewReader(ts(100)+" one\n"+ts(200)+" two\n"+ts(300)+"\n"+ts(400)+" three\npartial"), "[p] ", &cur, w)
 	want := "[p] one\n[p] two\n[p] \n[p] three\n[p] partial\n"
+	if out.String() != want {
+		t.Errorf("got %q, want %q", out.String(), want)
+	}
+}
+
+// stdout and stderr are interleaved in the kubelet's log with timestamps out of order: a reconnect
+// shows no line twice and loses none.
+func TestCopyLinesOutOfOrder(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ts := func(ms int) string { return t0.Add(time.Duration(ms) * time.Millisecond).Format(time.RFC3339Nano) }
+	var out bytes.Buffer
+	w := NewLineWriter(&out)
+	var cur logCursor
+	// second 0, then a stderr line of second 1 logged before a stdout line of second 1 that is older
+	first := ts(900) + " a\n" + ts(1300) + " built\n" + ts(1200) + " ref\n"
+	copyLines(strings.NewReader(first), "", &cur, w)
+	if o := cur.options("c"); !o.SinceTime.Time.Equal(t0.Add(time.Second)) {
+		t.Fatalf("a reconnect asks from %v", o.SinceTime)
+	}
+	// the kubelet returns the lines from second 1 on, in log order, then what came after
+	copyLines(strings.NewReader(ts(1300)+" built\n"+ts(1200)+" ref\n"+ts(1250)+" late\n"+ts(2100)+" next\n"), "", &cur, w)
+	want := "a\nbuilt\nref\nlate\nnext\n"
 	if out.String() != want {
 		t.Errorf("got %q, want %q", out.String(), want)
 	}

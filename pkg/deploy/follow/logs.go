@@ -3,7 +3,6 @@ package follow
 import (
 	"bufio"
 	"context"
-	"errors"
 	"io"
 	"sort"
 	"strings"
@@ -40,20 +39,16 @@ func (l *LineWriter) Line(prefix, line string) {
 
 // streamLogs follows one container's log until the container has terminated for good (or the pod
 // is gone, or ctx ends), reconnecting when the stream breaks while it still runs and following
-// restarts. Lines are read with their kubelet timestamps so that a reconnect (which can only ask
-// for whole seconds) skips the lines already shown.
+// restarts. A reconnect can only ask from a whole second: a logCursor skips the lines already shown.
 func streamLogs(ctx context.Context, cs kubernetes.Interface, ns, pod, container, prefix string, out *LineWriter) {
 	pods := cs.CoreV1().Pods(ns)
-	var last time.Time
+	var cur logCursor
 	for {
-		opts := &corev1.PodLogOptions{Container: container, Follow: true, Timestamps: true}
-		if !last.IsZero() {
-			since := metav1.NewTime(last.Truncate(time.Second))
-			opts.SinceTime = &since
-		}
+		opts := cur.options(container)
+		opts.Follow = true
 		rc, err := pods.GetLogs(pod, opts).Stream(ctx)
 		if err == nil {
-			last = copyLines(rc, prefix, last, out)
+			copyLines(rc, prefix, &cur, out)
 			rc.Close()
 		}
 		if ctx.Err() != nil {
@@ -73,8 +68,8 @@ func streamLogs(ctx context.Context, cs kubernetes.Interface, ns, pod, container
 				return
 			}
 			// the container ended before we could read its log: one last try without follow
-			if rc, err := pods.GetLogs(pod, &corev1.PodLogOptions{Container: container, Timestamps: true}).Stream(ctx); err == nil {
-				copyLines(rc, prefix, last, out)
+			if rc, err := pods.GetLogs(pod, cur.options(container)).Stream(ctx); err == nil {
+				copyLines(rc, prefix, &cur, out)
 				rc.Close()
 			}
 			return
@@ -84,6 +79,40 @@ func streamLogs(ctx context.Context, cs kubernetes.Interface, ns, pod, container
 			return
 		case <-time.After(time.Second):
 		}
+	}
+}
+
+// logCursor is how far a container's log was read. The kubelet's log interleaves stdout and
+// stderr, whose timestamps need not be in order, so a reconnect from a whole second cannot skip
+// what was shown by comparing timestamps: it skips as many lines as were shown from that second
+// on (the kubelet returns them again first, in the same order).
+type logCursor struct {
+	since  time.Time   // the whole second a reconnect asks from; zero: the start
+	recent []time.Time // timestamps of the lines shown at or after since
+}
+
+func (c *logCursor) options(container string) *corev1.PodLogOptions {
+	o := &corev1.PodLogOptions{Container: container, Timestamps: true}
+	if !c.since.IsZero() {
+		since := metav1.NewTime(c.since)
+		o.SinceTime = &since
+	}
+	return o
+}
+
+func (c *logCursor) add(t time.Time) {
+	if s := t.Truncate(time.Second); s.After(c.since) {
+		c.since = s
+		kept := c.recent[:0]
+		for _, r := range c.recent {
+			if !r.Before(s) {
+				kept = append(kept, r)
+			}
+		}
+		c.recent = kept
+	}
+	if !t.Before(c.since) {
+		c.recent = append(c.recent, t)
 	}
 }
 
@@ -110,9 +139,10 @@ func done(p *corev1.Pod, container string) bool {
 	return false
 }
 
-// copyLines prints the lines of a timestamped log stream newer than after and returns the newest
-// timestamp seen.
-func copyLines(r io.Reader, prefix string, after time.Time, out *LineWriter) time.Time {
+// copyLines prints the lines of a timestamped log stream read from where cur says, skipping
+// those cur has seen, and moves cur on.
+func copyLines(r io.Reader, prefix string, cur *logCursor, out *LineWriter) {
+	skip := len(cur.recent)
 	br := bufio.NewReaderSize(r, 64<<10)
 	for {
 		line, err := br.ReadString('\n')
@@ -125,20 +155,18 @@ func copyLines(r io.Reader, prefix string, after time.Time, out *LineWriter) tim
 				text = ""
 				fallthrough
 			case perr == nil:
-				if !after.IsZero() && !t.After(after) {
+				if skip > 0 {
+					skip--
 					continue
 				}
-				after = t
+				cur.add(t)
 				out.Line(prefix, text)
 			default:
 				out.Line(prefix, line)
 			}
 		}
 		if err != nil {
-			if !errors.Is(err, io.EOF) {
-				return after
-			}
-			return after
+			return
 		}
 	}
 }
@@ -172,7 +200,7 @@ func PrintLogs(ctx context.Context, c *kube.Clients, sel workload.Pods, ns strin
 				}
 				return kube.Explain(err, "get logs of pod "+p.Name+" from", corev1.Resource("pods/log"), ns)
 			}
-			copyLines(rc, prefix, time.Time{}, w)
+			copyLines(rc, prefix, &logCursor{}, w)
 			rc.Close()
 		}
 	}
