@@ -22,6 +22,8 @@ import (
 // only when its stat data changes.
 type StatCache struct {
 	file string
+	// tmpDir holds the temporary file of Save ("": file's directory).
+	tmpDir string
 
 	mu   sync.Mutex
 	old  map[string]statRecord
@@ -90,7 +92,7 @@ func (c *StatCache) Save() error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return writeFileAtomic(c.file, func(w io.Writer) error {
+	return writeFileAtomic(c.file, c.tmpDir, func(w io.Writer) error {
 		return gob.NewEncoder(w).Encode(c.seen)
 	})
 }
@@ -179,13 +181,17 @@ func checkUnchanged(f *os.File, e *Entry, n int64) error {
 
 func digestHex(d [32]byte) string { return hex.EncodeToString(d[:]) }
 
-// writeFileAtomic writes file through a temporary file in the same directory and renames it
-// into place, so readers (and a crash) see the old content or the new, never a torn file.
-func writeFileAtomic(file string, write func(io.Writer) error) (err error) {
+// writeFileAtomic writes file through a temporary file in tmpDir (on the same filesystem;
+// "" means file's directory) and renames it into place, so readers (and a crash) see the old
+// content or the new, never a torn file. A crash leaves at most a temporary in tmpDir.
+func writeFileAtomic(file, tmpDir string, write func(io.Writer) error) (err error) {
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(file), ".tmp-"+filepath.Base(file)+"-*")
+	if tmpDir == "" {
+		tmpDir = filepath.Dir(file)
+	}
+	tmp, err := os.CreateTemp(tmpDir, ".tmp-"+filepath.Base(file)+"-*")
 	if err != nil {
 		return err
 	}
