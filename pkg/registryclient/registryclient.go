@@ -17,6 +17,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/distribution/reference"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -46,6 +47,11 @@ func (c Config) ParseReference(s string) (name.Reference, error) {
 	ref, err := name.ParseReference(s)
 	if err != nil {
 		return nil, fmt.Errorf("invalid image reference %q: %v (expected e.g. registry.example.com/team/image:tag)", s, err)
+	}
+	// go-containerregistry checks characters only; registries also refuse empty or malformed
+	// path components ("a//b", "-a", "a/"), with confusing errors after the build.
+	if _, err := reference.WithName(ref.Context().Name()); err != nil {
+		return nil, fmt.Errorf("invalid image reference %q: %s is not a valid repository name: path components are lowercase letters and digits, separated by '.', '_', '__' or '-' (expected e.g. registry.example.com/team/image:tag)", s, ref.Context().Name())
 	}
 	if c.isInsecure(ref.Context().RegistryStr()) {
 		ref, err = name.ParseReference(s, name.Insecure)
