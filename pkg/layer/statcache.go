@@ -152,7 +152,7 @@ func hashFile(ctx context.Context, e *Entry) ([32]byte, error) {
 	}
 	defer f.Close()
 	h := sha256.New()
-	n, err := io.Copy(h, f)
+	n, err := io.Copy(h, ctxReader{ctx, f})
 	if err != nil {
 		return d, fmt.Errorf("read %s: %w", e.Source, unwrapPathErr(err))
 	}
@@ -177,6 +177,20 @@ func checkUnchanged(f *os.File, e *Entry, n int64) error {
 		return fmt.Errorf("%s: %w (size %d → %d): rerun the build once it is stable", e.Source, ErrFileChanged, e.Size, fi.Size())
 	}
 	return nil
+}
+
+// ctxReader ends a read as soon as ctx is done: a multi-gigabyte file must not hold up Ctrl-C
+// until it has been read to the end.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 func digestHex(d [32]byte) string { return hex.EncodeToString(d[:]) }

@@ -94,14 +94,14 @@ func writeTar(ctx context.Context, w io.Writer, entries []Entry, o TarOptions) e
 		if e.Type != TypeFile {
 			continue
 		}
-		if err := writeContent(tw, e, *buf); err != nil {
+		if err := writeContent(ctx, tw, e, *buf); err != nil {
 			return err
 		}
 	}
 	return tw.Close()
 }
 
-func writeContent(tw *tar.Writer, e *Entry, buf []byte) error {
+func writeContent(ctx context.Context, tw *tar.Writer, e *Entry, buf []byte) error {
 	h := sha256.New()
 	if e.Source == "" {
 		if _, err := io.CopyBuffer(io.MultiWriter(tw, h), bytes.NewReader(e.Data), buf); err != nil {
@@ -114,7 +114,7 @@ func writeContent(tw *tar.Writer, e *Entry, buf []byte) error {
 		}
 		defer f.Close()
 		// Never more than the header promised: a file that grew is caught below.
-		src := &readErr{r: io.LimitReader(f, e.Size)}
+		src := &readErr{r: io.LimitReader(ctxReader{ctx, f}, e.Size)}
 		n, err := io.CopyBuffer(io.MultiWriter(tw, h), src, buf)
 		if err != nil {
 			if src.err != nil {
