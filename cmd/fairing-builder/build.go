@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -233,6 +234,11 @@ func localContext(o *builder.Options, c *cli.Context, ctxDir, workdir string) er
 	case !fi.IsDir():
 		return fmt.Errorf("context %s is a file, not a folder: give the folder that holds it with --context", ctxDir)
 	}
+	f, err := os.Open(ctxDir)
+	if err != nil {
+		return fmt.Errorf("cannot read context %s: %w (fix its permissions)", ctxDir, errors.Unwrap(err))
+	}
+	f.Close()
 	ignoreFile := c.String("dockerignore")
 	if ignoreFile == "" {
 		ignoreFile = filepath.Join(ctxDir, ".dockerignore")

@@ -122,6 +122,12 @@ func command(t *testing.T, o runOpts, args ...string) (*exec.Cmd, string, *bytes
 	needBinary(t)
 	metaDir := t.TempDir()
 	if o.uid != 0 {
+		// t.TempDir's parent is private to root: the other user writes in a dir of its own
+		var err error
+		if metaDir, err = os.MkdirTemp("", "fairing-reliability-meta-"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(metaDir) })
 		if err := os.Chown(metaDir, int(o.uid), int(o.uid)); err != nil {
 			t.Fatal(err)
 		}
