@@ -103,23 +103,41 @@ func (c Config) Transport() (http.RoundTripper, error) {
 			}
 		}
 		cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		t.TLSClientConfig = cfg
 		if len(c.Insecure) > 0 {
-			// Go verifies per connection only through VerifyConnection when skipping the
-			// default check: verify every host except the insecure ones ourselves.
-			cfg.InsecureSkipVerify = true
-			cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-				if c.isInsecure(cs.ServerName) {
-					return nil
+			// Whether to verify depends on the host:port dialed, which a VerifyConnection
+			// callback does not see (nor the host at all when it is an IP address: no SNI).
+			// Decide when dialing; every other host gets Go's full verification.
+			dial := t.DialContext
+			if dial == nil {
+				dial = (&net.Dialer{}).DialContext
+			}
+			handshakeTimeout := t.TLSHandshakeTimeout
+			t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				host, _, err := net.SplitHostPort(addr)
+				if err != nil {
+					host = addr
 				}
-				opts := x509.VerifyOptions{Roots: pool, DNSName: cs.ServerName, Intermediates: x509.NewCertPool()}
-				for _, ic := range cs.PeerCertificates[1:] {
-					opts.Intermediates.AddCert(ic)
+				hc := cfg.Clone()
+				hc.ServerName = host
+				hc.InsecureSkipVerify = c.isInsecure(addr)
+				conn, err := dial(ctx, network, addr)
+				if err != nil {
+					return nil, err
 				}
-				_, err := cs.PeerCertificates[0].Verify(opts)
-				return err
+				if handshakeTimeout > 0 {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, handshakeTimeout)
+					defer cancel()
+				}
+				tc := tls.Client(conn, hc)
+				if err := tc.HandshakeContext(ctx); err != nil {
+					conn.Close()
+					return nil, err
+				}
+				return tc, nil
 			}
 		}
-		t.TLSClientConfig = cfg
 	}
 	var rt http.RoundTripper = t
 	if c.Wrap != nil {
