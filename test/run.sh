@@ -35,3 +35,7 @@ export FAIRING_TEST_REAL=1
 go vet ./...
 test -z "$(gofmt -l $(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $(git ls-files '*.go'); exit 1; }
 go test -count=1 -timeout 60m ${GO_TEST_FLAGS:-} ./...
+
+# The benchmark harness must keep working: a quick run against its own registry (timings are
+# reported, never checked here).
+FAIRING_BENCH_WORK=$FAIRING_TEST_WORK/bench bash benchmarks/run.sh --quick

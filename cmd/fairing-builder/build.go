@@ -71,7 +71,7 @@ func buildCommand() *cli.Command {
 			"       --destination registry.example.com/me/train:latest --cmd python,/app/train.py\n\n" +
 			"The last line of stdout is the pushed reference NAME@sha256:...\n" +
 			"SOURCE_DATE_EPOCH, if set, clamps file times and sets the creation time.",
-		Flags:  append(buildFlags(), preprocessFlags()...),
+		Flags:  append(append(buildFlags(), preprocessFlags()...), buildkitFlags()...),
 		Action: runBuild,
 	}
 }
@@ -90,7 +90,34 @@ func runBuild(c *cli.Context) error {
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
-	rep, err := builder.Run(ctx, o)
+	bk, err := buildkitOptions(c)
+	if err != nil {
+		return err
+	}
+	if c.Bool("print-dockerfile") {
+		df, warnings, err := builder.Dockerfile(ctx, o, bk)
+		if err != nil {
+			return err
+		}
+		for _, w := range warnings {
+			fmt.Fprintf(c.App.ErrWriter, "warning: %s\n", w)
+		}
+		_, err = c.App.Writer.Write(df)
+		return err
+	}
+	kind := c.String("builder")
+	if kind == builder.Auto {
+		if kind, err = builder.Choose(ctx, o, bk); err != nil {
+			return err
+		}
+	}
+	run := builder.Run
+	if kind == builder.BuildKit {
+		run = func(ctx context.Context, o builder.Options) (*builder.Report, error) {
+			return builder.RunBuildKit(ctx, o, bk)
+		}
+	}
+	rep, err := run(ctx, o)
 	if err != nil {
 		if ctx.Err() == context.DeadlineExceeded {
 			return fmt.Errorf("gave up after --timeout %s: %w", c.Duration("timeout"), err)
@@ -183,7 +210,7 @@ func buildOptions(c *cli.Context) (builder.Options, error) {
 	}
 	o.Config = cfg
 	if o.ContextRef == "" {
-		if err := runPreprocess(c, &o, ctxDir, workdir, false); err != nil {
+		if err := runPreprocess(c, &o, ctxDir, workdir, c.String("builder") != builder.Append); err != nil {
 			return o, err
 		}
 	}
@@ -192,7 +219,10 @@ func buildOptions(c *cli.Context) (builder.Options, error) {
 	if err != nil {
 		return o, err
 	}
-	o.Layer = layer.Options{Compression: comp, Level: c.Int("compression-level"), Jobs: c.Int("jobs"), Tar: layer.TarOptions{Epoch: epoch}}
+	// Layers are written at most one per core: each compressor already uses every core.
+	// Prioritize keeps what the preprocessor chose (UsePreprocessed, above).
+	o.Layer = layer.Options{Compression: comp, Level: c.Int("compression-level"), Jobs: min(c.Int("jobs"), runtime.GOMAXPROCS(0)), Tar: layer.TarOptions{Epoch: epoch},
+		Prioritize: o.Layer.Prioritize}
 	if s := c.String("chown"); s != "" {
 		if o.Layer.Tar.UID, o.Layer.Tar.GID, err = parseChown(s); err != nil {
 			return o, err
@@ -265,15 +295,18 @@ func printReport(c *cli.Context, rep *builder.Report) error {
 		if stderr == nil {
 			stderr = os.Stderr
 		}
-		cached := 0
-		for _, l := range rep.Layers {
-			if l.Cached {
-				cached++
+		if rep.BuildKit != nil {
+			cached := 0
+			for _, s := range rep.BuildKit.Steps {
+				if s.Cached {
+					cached++
+				}
 			}
+			fmt.Fprintf(stderr, "built with BuildKit: %d steps (%d cached) in %s\n", len(rep.BuildKit.Steps), cached,
+				(time.Duration(rep.Timings.TotalMs) * time.Millisecond).String())
+		} else {
+			printAppendSummary(stderr, rep)
 		}
-		fmt.Fprintf(stderr, "%d files, %d layers (%d unchanged), %d blobs pushed (%s), %d mounted, %d already there, in %s\n",
-			rep.Entries, len(rep.Layers), cached, len(rep.Pushed), humanBytes(rep.BytesUploaded), len(rep.Mounted), len(rep.Skipped),
-			(time.Duration(rep.Timings.TotalMs) * time.Millisecond).String())
 	}
 	if len(rep.Refs) == 0 {
 		fmt.Fprintln(out, rep.Digest)
@@ -282,6 +315,18 @@ func printReport(c *cli.Context, rep *builder.Report) error {
 		fmt.Fprintln(out, r)
 	}
 	return nil
+}
+
+func printAppendSummary(stderr io.Writer, rep *builder.Report) {
+	cached := 0
+	for _, l := range rep.Layers {
+		if l.Cached {
+			cached++
+		}
+	}
+	fmt.Fprintf(stderr, "%d files, %d layers (%d unchanged), %d blobs pushed (%s), %d mounted, %d already there, in %s\n",
+		rep.Entries, len(rep.Layers), cached, len(rep.Pushed), humanBytes(rep.BytesUploaded), len(rep.Mounted), len(rep.Skipped),
+		(time.Duration(rep.Timings.TotalMs) * time.Millisecond).String())
 }
 
 // parseArgv reads python,/app/train.py or a JSON array ["python","-c","print(1,2)"].

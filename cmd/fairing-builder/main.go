@@ -9,12 +9,19 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
 )
 
 func main() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// Compression makes garbage fast; without a limit the heap doubles before the GC runs.
+		// A soft limit keeps the builder small on any context size (GOMEMLIMIT overrides it).
+		debug.SetMemoryLimit(120 << 20)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	app := &cli.App{
@@ -28,7 +35,16 @@ func main() {
 		DisableSliceFlagSeparator: true,
 		Commands:                  []*cli.Command{buildCommand(), pushContextCommand(), demoCommand(), versionCommand()},
 	}
-	if err := app.RunContext(ctx, os.Args); err != nil {
+	if f := os.Getenv("FAIRING_CPUPROFILE"); f != "" {
+		// For performance work: a CPU profile of the whole run, for go tool pprof.
+		if out, err := os.Create(f); err == nil {
+			pprof.StartCPUProfile(out)
+			defer pprof.StopCPUProfile()
+		}
+	}
+	err := app.RunContext(ctx, os.Args)
+	pprof.StopCPUProfile()
+	if err != nil {
 		if ctx.Err() != nil {
 			// Ctrl-C or SIGTERM: whatever failed on the way out failed because of it.
 			fmt.Fprintln(os.Stderr, "fairing-builder: interrupted")

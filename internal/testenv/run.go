@@ -85,14 +85,20 @@ func RunLayout(t testing.TB, layoutDir, tag string, opts ...RunOption) (stdout s
 
 func run(t testing.TB, layout, tag, dir string, opts []RunOption) (string, int) {
 	t.Helper()
+	bundle := filepath.Join(dir, "bundle")
+	command(t, "umoci", "unpack", "--image", layout+":"+tag, bundle)
+	return runBundle(t, bundle, layout+":"+tag, opts)
+}
+
+// runBundle runs a container from the unpacked bundle; image names it in messages.
+func runBundle(t testing.TB, bundle, image string, opts []RunOption) (string, int) {
+	t.Helper()
 	cfg := runConfig{timeout: 2 * time.Minute}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	bundle := filepath.Join(dir, "bundle")
-	command(t, "umoci", "unpack", "--image", layout+":"+tag, bundle)
 	if err := editSpec(filepath.Join(bundle, "config.json"), cfg); err != nil {
-		t.Fatalf("prepare the runtime bundle of %s:%s: %v", layout, tag, err)
+		t.Fatalf("prepare the runtime bundle of %s: %v", image, err)
 	}
 	if err := os.MkdirAll(runcRoot, 0o700); err != nil {
 		t.Fatalf("runc state dir: %v", err)
@@ -123,20 +129,20 @@ func run(t testing.TB, layout, tag, dir string, opts []RunOption) (string, int) 
 	}()
 	err := cmd.Run()
 	if stderr.Len() > 0 {
-		t.Logf("stderr of %s:%s in container %s:\n%s", layout, tag, id, stderr.String())
+		t.Logf("stderr of %s in container %s:\n%s", image, id, stderr.String())
 	}
 	code := 0
 	var exitErr *exec.ExitError
 	switch {
 	case ctx.Err() != nil:
-		t.Fatalf("container %s (%s:%s) still ran after %v: killed; stdout so far:\n%s", id, layout, tag, cfg.timeout, stdout.String())
+		t.Fatalf("container %s (%s) still ran after %v: killed; stdout so far:\n%s", id, image, cfg.timeout, stdout.String())
 	case errors.As(err, &exitErr):
 		code = exitErr.ExitCode()
 	case err != nil:
 		t.Fatalf("runc run %s: %v", id, err)
 	}
 	if code != 0 && strings.Contains(stderr.String(), "runc run failed") {
-		t.Fatalf("runc could not start the container from %s:%s: %s", layout, tag, strings.TrimSpace(stderr.String()))
+		t.Fatalf("runc could not start the container from %s: %s", image, strings.TrimSpace(stderr.String()))
 	}
 	return stdout.String(), code
 }

@@ -11,6 +11,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -60,6 +61,9 @@ type Options struct {
 type Layer struct {
 	Layer   v1.Layer
 	Comment string
+	// Annotations are added to the layer's descriptor in OCI manifests (Docker schema 2
+	// defines none).
+	Annotations map[string]string
 }
 
 // Result is exactly one of an image or an index.
@@ -185,11 +189,25 @@ func buildImage(o Options, base v1.Image, baseDigest v1.Hash, p *v1.Platform) (v
 		if err != nil {
 			return nil, fmt.Errorf("base %s: %w", o.Base.Name, err)
 		}
-		adds = append(adds, mutate.Addendum{
+		add := mutate.Addendum{
 			Layer:     l.Layer,
 			MediaType: lmt,
 			History:   v1.History{Created: v1.Time{Time: created}, CreatedBy: l.Comment},
-		})
+		}
+		if oci && len(l.Annotations) > 0 {
+			desc, err := partial.Descriptor(l.Layer)
+			if err != nil {
+				return nil, err
+			}
+			add.Annotations = map[string]string{}
+			for k, v := range desc.Annotations {
+				add.Annotations[k] = v
+			}
+			for k, v := range l.Annotations {
+				add.Annotations[k] = v
+			}
+		}
+		adds = append(adds, add)
 	}
 	img, err := mutate.Append(base, adds...)
 	if err != nil {

@@ -10,9 +10,12 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/fairing-dev/fairing/pkg/build"
@@ -57,6 +60,8 @@ type Options struct {
 
 // Report is what a build did; it is also the --metadata-file content.
 type Report struct {
+	// Builder is the path that built the image: append or buildkit.
+	Builder string `json:"builder"`
 	// Reference is name@digest of the first destination (or the digest alone).
 	Reference string   `json:"reference"`
 	Digest    string   `json:"digest"`
@@ -77,6 +82,8 @@ type Report struct {
 	Manifests     []string      `json:"manifests"`
 	BytesUploaded int64         `json:"bytesUploaded"`
 	Timings       Timings       `json:"timings"`
+	// BuildKit holds the BuildKit path's steps and metadata.
+	BuildKit *BuildKitReport `json:"buildkit,omitempty"`
 
 	// BuildKit-compatible keys, so tools that read `buildctl --metadata-file` read ours.
 	ContainerImageDigest string `json:"containerimage.digest"`
@@ -85,13 +92,16 @@ type Report struct {
 
 // LayerReport describes one layer fairing added.
 type LayerReport struct {
-	Name        string            `json:"name"`
-	Digest      string            `json:"digest"`
-	DiffID      string            `json:"diffID"`
-	Size        int64             `json:"size"`
-	MediaType   string            `json:"mediaType"`
-	Entries     int               `json:"entries"`
-	Cached      bool              `json:"cached"`
+	Name      string `json:"name"`
+	Digest    string `json:"digest"`
+	DiffID    string `json:"diffID"`
+	Size      int64  `json:"size"`
+	MediaType string `json:"mediaType"`
+	Entries   int    `json:"entries"`
+	Cached    bool   `json:"cached"`
+	// Origin is where the layer came from: "built" now, the local "cache", or the "registry"
+	// (found by key in the destination's previous image: a fresh machine compresses nothing).
+	Origin      string            `json:"origin"`
 	Key         string            `json:"key"`
 	Annotations map[string]string `json:"annotations,omitempty"`
 }
@@ -135,6 +145,33 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, err
 		}
 	}
+	var publishTo []publish.Destination
+	for _, d := range dests {
+		if !(o.NoPush && d.Kind == publish.Registry) {
+			publishTo = append(publishTo, d)
+		}
+	}
+	progressCh, progressWait := progress.Uploads(o.Progress, "pushing")
+	pub, err := publish.NewPublisher(ctx, publishTo, publish.Options{Registry: o.Registry, Progress: progressCh})
+	if err != nil {
+		close(progressCh)
+		return nil, err
+	}
+	published := false
+	defer func() {
+		if !published {
+			pub.Abort()
+			progressWait()
+		}
+	}()
+	// A layer written now is new to the registry too: its upload starts while the next layers
+	// are still being compressed.
+	o.Layer.OnWritten = func(l *layer.Layer) { pub.Upload(l) }
+	// A layer the cache lacks may be in the destination's previous image: found by its key,
+	// it is reused rather than written.
+	if prev := previousImage(ctx, dests, o.Registry); prev != nil {
+		o.Layer.Lookup = prev.lookup
+	}
 
 	// The base's manifest and config come over the network while the layers are built.
 	type baseResult struct {
@@ -164,11 +201,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		ls, err = makeLayers(ctx, o)
 	}
 	br := <-baseCh
+	if err == nil {
+		err = br.err
+	}
 	if err != nil {
 		return nil, err
-	}
-	if br.err != nil {
-		return nil, br.err
 	}
 
 	layers := ls.layers
@@ -181,7 +218,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 
-	rep := &Report{Digest: digest.String(), Entries: ls.entries, FilesHashed: ls.hashed, Layers: ls.reports, Dependencies: o.Dependencies}
+	rep := &Report{Builder: Append, Digest: digest.String(), Entries: ls.entries, FilesHashed: ls.hashed, Layers: ls.reports, Dependencies: o.Dependencies}
 	rep.Base.Name = br.b.Name
 	if !br.b.Scratch {
 		rep.Base.Digest = br.b.Digest.String()
@@ -191,23 +228,17 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 
 	t := time.Now()
-	var publishTo []publish.Destination
 	for _, d := range dests {
 		rep.Refs = append(rep.Refs, d.WithDigest(digest.String()))
-		if !(o.NoPush && d.Kind == publish.Registry) {
-			publishTo = append(publishTo, d)
-		}
 	}
-	if len(publishTo) > 0 {
-		ch, wait := progress.Uploads(o.Progress, "pushing")
-		prep, err := publish.Publish(ctx, res, publishTo, publish.Options{Registry: o.Registry, Progress: ch})
-		wait()
-		if err != nil {
-			return nil, err
-		}
-		rep.Pushed, rep.Mounted, rep.Skipped, rep.Manifests = prep.Pushed, prep.Mounted, prep.Skipped, prep.Manifests
-		rep.BytesUploaded = prep.BytesUploaded
+	prep, err := pub.Publish(ctx, res)
+	published = true
+	progressWait()
+	if err != nil {
+		return nil, err
 	}
+	rep.Pushed, rep.Mounted, rep.Skipped, rep.Manifests = prep.Pushed, prep.Mounted, prep.Skipped, prep.Manifests
+	rep.BytesUploaded = prep.BytesUploaded
 	if len(rep.Refs) > 0 {
 		rep.Reference = rep.Refs[0]
 	} else {
@@ -291,10 +322,18 @@ func makeLayers(ctx context.Context, o Options) (*layerSet, error) {
 		diff, _ := l.DiffID()
 		size, _ := l.Size()
 		desc, _ := l.Descriptor()
-		ls.layers = append(ls.layers, build.Layer{Layer: l, Comment: l.HistoryComment()})
+		bl := build.Layer{Layer: l, Comment: l.HistoryComment(), Annotations: map[string]string{layer.AnnotationKey: l.Key()}}
+		origin := "built"
+		switch {
+		case l.Remote() != nil:
+			bl.Layer, origin = l.Remote(), "registry"
+		case l.CacheHit():
+			origin = "cache"
+		}
+		ls.layers = append(ls.layers, bl)
 		ls.reports = append(ls.reports, LayerReport{
 			Name: l.Name(), Digest: d.String(), DiffID: diff.String(), Size: size,
-			Entries: l.Entries(), Cached: l.CacheHit(), Key: l.Key(), Annotations: desc.Annotations,
+			Entries: l.Entries(), Cached: l.CacheHit(), Origin: origin, Key: l.Key(), Annotations: desc.Annotations,
 		})
 	}
 	return ls, nil
@@ -330,7 +369,11 @@ func fetchLayers(ctx context.Context, o *Options) (*layerSet, error) {
 	}
 	ls := &layerSet{walk: time.Since(t)}
 	for i, l := range c.Layers {
-		ls.layers = append(ls.layers, build.Layer{Layer: l, Comment: c.Comments[i]})
+		bl := build.Layer{Layer: l, Comment: c.Comments[i]}
+		if k := c.Annotations[i][layer.AnnotationKey]; k != "" {
+			bl.Annotations = map[string]string{layer.AnnotationKey: k}
+		}
+		ls.layers = append(ls.layers, bl)
 		r := LayerReport{Name: c.Comments[i], Digest: m.Layers[i].Digest.String(), Size: m.Layers[i].Size, Cached: true, Annotations: m.Layers[i].Annotations}
 		if i < len(cf.RootFS.DiffIDs) {
 			r.DiffID = cf.RootFS.DiffIDs[i].String()
@@ -396,6 +439,75 @@ func DefaultCacheDir() (string, error) {
 	return d + "/fairing", nil
 }
 
+// previous finds layers by key in the image a registry destination holds now (its previous
+// build). It reads the manifest and config only when first asked, so builds whose layers all
+// hit the local cache never ask.
+type previous struct {
+	ref    name.Reference
+	rc     registryclient.Config
+	ctx    context.Context
+	once   sync.Once
+	layers map[string]v1.Layer
+}
+
+func previousImage(ctx context.Context, dests []publish.Destination, rc registryclient.Config) *previous {
+	for _, d := range dests {
+		if d.Kind == publish.Registry {
+			return &previous{ref: d.Ref, rc: rc, ctx: ctx}
+		}
+	}
+	return nil
+}
+
+func (p *previous) lookup(key string) v1.Layer {
+	p.once.Do(p.load)
+	return p.layers[key]
+}
+
+// load reads the previous image; any failure (no such tag yet, an unreachable registry) just
+// means nothing is known: the layers are built.
+func (p *previous) load() {
+	opts, err := p.rc.RemoteOptions(p.ctx)
+	if err != nil {
+		return
+	}
+	desc, err := remote.Get(p.ref, opts...)
+	if err != nil {
+		return
+	}
+	var img v1.Image
+	if desc.MediaType.IsIndex() {
+		idx, err := desc.ImageIndex()
+		if err != nil {
+			return
+		}
+		im, err := idx.IndexManifest()
+		if err != nil || len(im.Manifests) == 0 {
+			return
+		}
+		// Every platform carries the same code layers: one child is enough.
+		if img, err = idx.Image(im.Manifests[0].Digest); err != nil {
+			return
+		}
+	} else if img, err = desc.Image(); err != nil {
+		return
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		return
+	}
+	layers, err := img.Layers()
+	if err != nil || len(layers) != len(m.Layers) {
+		return
+	}
+	p.layers = map[string]v1.Layer{}
+	for i, d := range m.Layers {
+		if k := d.Annotations[layer.AnnotationKey]; k != "" {
+			p.layers[k] = layers[i]
+		}
+	}
+}
+
 // PushContext turns local sources into layers exactly as a build would (same cache, same
 // digests) and pushes them to repo as a context artifact, uploading only the blobs repo lacks.
 // It returns oci://REPO@sha256:..., which `fairing-builder build --context` accepts.
@@ -417,10 +529,11 @@ func PushContext(ctx context.Context, o Options, repo string, meta contextimage.
 	}
 	layers := make([]v1.Layer, len(ls.layers))
 	comments := make([]string, len(ls.layers))
+	anns := make([]map[string]string, len(ls.layers))
 	for i, l := range ls.layers {
-		layers[i], comments[i] = l.Layer, l.Comment
+		layers[i], comments[i], anns[i] = l.Layer, l.Comment, l.Annotations
 	}
-	img, err := contextimage.New(layers, comments, meta)
+	img, err := contextimage.New(layers, comments, anns, meta)
 	if err != nil {
 		return "", nil, err
 	}

@@ -110,7 +110,7 @@ func opts(t *testing.T, ctxDir, base string, dests ...string) Options {
 		Sources:      []layer.Source{{Dest: "/app", Path: ctxDir}},
 		Base:         base,
 		Destinations: dests,
-		Config:       build.Config{WorkingDir: "/app", Cmd: []string{"python", "/app/train.py"}, Env: []string{"PATH=/app/bin:$PATH"}},
+		Config:       build.Config{WorkingDir: "/app", Cmd: []string{"python3", "/app/train.py"}, Env: []string{"PATH=/app/bin:$PATH"}},
 		CacheDir:     t.TempDir(),
 	}
 }
@@ -163,7 +163,7 @@ func TestRunOCIBase(t *testing.T) {
 	if got := strings.Join(cf.Config.Env, " "); got != "PATH=/app/bin:/usr/bin:/bin LANG=C FAIRING_RUNTIME=1" {
 		t.Errorf("env = %s", got)
 	}
-	if cf.Config.WorkingDir != "/app" || strings.Join(cf.Config.Cmd, " ") != "python /app/train.py" || cf.OS != "linux" || cf.Architecture != "amd64" {
+	if cf.Config.WorkingDir != "/app" || strings.Join(cf.Config.Cmd, " ") != "python3 /app/train.py" || cf.OS != "linux" || cf.Architecture != "amd64" {
 		t.Errorf("config = %+v", cf.Config)
 	}
 	if len(cf.History) != 4 || !strings.Contains(cf.History[2].CreatedBy, "dependencies") || len(cf.RootFS.DiffIDs) != 4 {
@@ -182,6 +182,46 @@ func TestRunOCIBase(t *testing.T) {
 	}
 	if again.Digest != rep.Digest || len(again.Pushed) != 0 || len(again.Manifests) != 0 {
 		t.Errorf("unchanged rebuild: digest %s (was %s), pushed %v, manifests %v", again.Digest, rep.Digest, again.Pushed, again.Manifests)
+	}
+
+	// A fresh machine: nothing cached, but the registry has the previous image. Its layers are
+	// recognised by key after hashing alone: nothing is written, nothing uploaded.
+	o.CacheDir = t.TempDir()
+	fresh, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fresh.Digest != rep.Digest || len(fresh.Pushed) != 0 {
+		t.Errorf("fresh cache: digest %s (want %s), pushed %v", fresh.Digest, rep.Digest, fresh.Pushed)
+	}
+	for _, l := range fresh.Layers {
+		if l.Origin != "registry" {
+			t.Errorf("fresh cache: layer %s came from %s, want the registry", l.Name, l.Origin)
+		}
+	}
+	if ents, _ := os.ReadDir(filepath.Join(o.CacheDir, "blobs", "sha256")); len(ents) != 0 {
+		t.Errorf("fresh cache: %d blobs written", len(ents))
+	}
+	// An edit on the fresh machine writes only the edited layer.
+	os.WriteFile(filepath.Join(ctxDir, "lib/util.py"), []byte("X = 2\n"), 0o644)
+	o.CacheDir = t.TempDir()
+	edited, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	built := 0
+	for _, l := range edited.Layers {
+		if l.Origin == "built" {
+			built++
+		}
+	}
+	if built != 1 || len(edited.Pushed) != 2 {
+		t.Errorf("edit on a fresh machine built %d layers and pushed %v, want 1 layer (+ config)", built, edited.Pushed)
+	}
+	m2, _ := remote.Image(ref)
+	mm, _ := m2.Manifest()
+	if mm.Layers[2].Annotations["dev.fairing.layer.key"] == "" {
+		t.Errorf("layer key annotation missing: %v", mm.Layers[2].Annotations)
 	}
 }
 

@@ -53,9 +53,9 @@ type config struct {
 	Fairing Meta `json:"fairing"`
 }
 
-// New makes the context artifact from layers and their history lines. The same layers give
-// the same digest.
-func New(layers []v1.Layer, comments []string, meta Meta) (v1.Image, error) {
+// New makes the context artifact from layers, their history lines and their descriptor
+// annotations (the layer keys). The same layers give the same digest.
+func New(layers []v1.Layer, comments []string, annotations []map[string]string, meta Meta) (v1.Image, error) {
 	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
 	img = mutate.ConfigMediaType(img, ConfigMediaType)
 	// mutate keeps a non-image config as it is, so the rootfs and history are written here.
@@ -68,7 +68,7 @@ func New(layers []v1.Layer, comments []string, meta Meta) (v1.Image, error) {
 		}
 		cf.RootFS.DiffIDs = append(cf.RootFS.DiffIDs, diff)
 		cf.History = append(cf.History, v1.History{Created: v1.Time{Time: time.Unix(0, 0).UTC()}, CreatedBy: comments[i]})
-		adds = append(adds, mutate.Addendum{Layer: l})
+		adds = append(adds, mutate.Addendum{Layer: l, Annotations: annotations[i]})
 	}
 	img, err := mutate.Append(img, adds...)
 	if err != nil {
@@ -150,8 +150,10 @@ type Context struct {
 	Layers []v1.Layer
 	// Comments are the layers' history lines.
 	Comments []string
-	Meta     Meta
-	Image    v1.Image
+	// Annotations are the layers' descriptor annotations in the artifact.
+	Annotations []map[string]string
+	Meta        Meta
+	Image       v1.Image
 }
 
 // Fetch reads the artifact named by oci://REPO@sha256:... (manifest and config only).
@@ -198,5 +200,15 @@ func Fetch(ctx context.Context, s string, rc registryclient.Config) (*Context, e
 			comments[i] = cfg.History[i].CreatedBy
 		}
 	}
-	return &Context{Ref: dref, Layers: layers, Comments: comments, Meta: cfg.Fairing, Image: img}, nil
+	m, err = img.Manifest()
+	if err != nil {
+		return nil, err
+	}
+	anns := make([]map[string]string, len(layers))
+	for i := range layers {
+		if i < len(m.Layers) {
+			anns[i] = m.Layers[i].Annotations
+		}
+	}
+	return &Context{Ref: dref, Layers: layers, Comments: comments, Annotations: anns, Meta: cfg.Fairing, Image: img}, nil
 }

@@ -279,7 +279,7 @@ func unwrapPathErr(err error) error {
 // finish sorts entries, adds missing parent directories, merges duplicate directories and
 // refuses two different sources for one path.
 func finish(entries []Entry) ([]Entry, error) {
-	sort.SliceStable(entries, func(i, j int) bool { return entries[i].Path < entries[j].Path })
+	sortEntries(entries)
 	out := entries[:0]
 	for _, e := range entries {
 		if n := len(out); n > 0 && out[n-1].Path == e.Path {
@@ -307,7 +307,7 @@ func finish(entries []Entry) ([]Entry, error) {
 	}
 	if len(parents) > 0 {
 		entries = append(entries, parents...)
-		sort.SliceStable(entries, func(i, j int) bool { return entries[i].Path < entries[j].Path })
+		sortEntries(entries)
 	}
 	for _, e := range entries {
 		if e.Type != TypeDir {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
 )
@@ -33,7 +34,21 @@ type Options struct {
 	// Prioritize lists image paths an eStargz layer puts first (before the prefetch landmark),
 	// in this order: what the container reads first at start-up.
 	Prioritize []string
+	// OnWritten, if set, is called for each layer as soon as it has been written (not for
+	// cache hits), e.g. to start uploading it while the next layers are compressed. Not part
+	// of any key.
+	OnWritten func(*Layer)
+	// Lookup, if set, is asked for a layer key the cache does not hold, before the layer is
+	// written: a registry that already has a layer with this key (see AnnotationKey) spares a
+	// machine with an empty cache all compression. It returns nil when it does not know the
+	// key. Not part of any key.
+	Lookup func(key string) v1.Layer
 }
+
+// AnnotationKey is the manifest annotation that records a layer's key, so a machine with an
+// empty cache can recognise the layer in a registry after hashing its files, without writing
+// it.
+const AnnotationKey = "dev.fairing.layer.key"
 
 // formatVersion changes whenever the bytes the writer produces for the same input change, so
 // old cache entries are never mistaken for new ones.
@@ -85,6 +100,13 @@ func (b *Builder) Build(ctx context.Context, groups []Group) ([]*Layer, error) {
 			l.rec, l.hit = r, true
 			continue
 		}
+		if b.opts.Lookup != nil {
+			if rl := b.opts.Lookup(key); rl != nil {
+				if err := l.useRemote(rl); err == nil {
+					continue
+				}
+			}
+		}
 		g.Go(func() error {
 			start := time.Now()
 			r, err := b.write(ctx, key, entries)
@@ -93,6 +115,9 @@ func (b *Builder) Build(ctx context.Context, groups []Group) ([]*Layer, error) {
 			}
 			l.rec, l.buildTime = r, time.Since(start)
 			l.shared.verified = true // written by us just now
+			if b.opts.OnWritten != nil {
+				b.opts.OnWritten(l)
+			}
 			return nil
 		})
 	}
@@ -108,16 +133,30 @@ func (b *Builder) key(entries []Entry) (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\ncompression=%s level=%d uid=%d gid=%d epoch=%d\n", formatVersion,
 		b.opts.Compression, b.opts.Level, b.opts.Tar.UID, b.opts.Tar.GID, b.opts.Tar.clamp(time.Time{}).Unix())
+	line := make([]byte, 0, 256)
 	for i := range entries {
 		e := &entries[i]
 		if e.Type == TypeFile && !e.hashed {
 			return "", fmt.Errorf("/%s was not hashed", e.Path)
 		}
-		var d string
+		// path NUL type NUL mode NUL size NUL link NUL content digest NUL mtime NL
+		line = append(line[:0], e.Path...)
+		line = append(line, 0)
+		line = strconv.AppendInt(line, int64(e.Type), 10)
+		line = append(line, 0)
+		line = strconv.AppendInt(line, tarMode(e.Mode), 8)
+		line = append(line, 0)
+		line = strconv.AppendInt(line, e.Size, 10)
+		line = append(line, 0)
+		line = append(line, e.Linkname...)
+		line = append(line, 0)
 		if e.Type == TypeFile {
-			d = digestHex(e.digest)
+			line = hex.AppendEncode(line, e.digest[:])
 		}
-		fmt.Fprintf(h, "%s\x00%d\x00%o\x00%d\x00%s\x00%s\x00%d\n", e.Path, e.Type, tarMode(e.Mode), e.Size, e.Linkname, d, b.opts.Tar.clamp(e.ModTime).Unix())
+		line = append(line, 0)
+		line = strconv.AppendInt(line, b.opts.Tar.clamp(e.ModTime).Unix(), 10)
+		line = append(line, '\n')
+		h.Write(line)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
@@ -210,7 +249,42 @@ type Layer struct {
 	buildTime time.Duration
 	mediaType types.MediaType
 	shared    *layerState
+	// remote is the registry's copy of this layer, found by key (Options.Lookup).
+	remote v1.Layer
 }
+
+func (l *Layer) useRemote(rl v1.Layer) error {
+	d, err := rl.Digest()
+	if err != nil {
+		return err
+	}
+	diff, err := rl.DiffID()
+	if err != nil {
+		return err
+	}
+	size, err := rl.Size()
+	if err != nil {
+		return err
+	}
+	l.rec = record{Digest: d.String(), DiffID: diff.String(), Size: size, Compression: l.b.opts.Compression}
+	if desc, err := partial.Descriptor(rl); err == nil {
+		for k, v := range desc.Annotations {
+			if k == AnnotationKey {
+				continue
+			}
+			if l.rec.Annotations == nil {
+				l.rec.Annotations = map[string]string{}
+			}
+			l.rec.Annotations[k] = v
+		}
+	}
+	l.remote, l.hit = rl, true
+	return nil
+}
+
+// Remote is the registry's copy of this layer when it was found there by key instead of being
+// written (nil otherwise). Hand it to the pusher as it is: it can be mounted, never downloaded.
+func (l *Layer) Remote() v1.Layer { return l.remote }
 
 type layerState struct {
 	mu       sync.Mutex
@@ -260,7 +334,8 @@ func (l *Layer) Name() string { return l.group.Name }
 // Entries is how many entries the layer's group holds (without implied parents).
 func (l *Layer) Entries() int { return len(l.group.Entries) }
 
-// CacheHit reports whether the layer came from the cache rather than being written now.
+// CacheHit reports whether the layer came from the cache (or from the registry, see Remote)
+// rather than being written now.
 func (l *Layer) CacheHit() bool { return l.hit }
 
 // BuildTime is how long writing the layer took (0 for a cache hit).
@@ -268,6 +343,9 @@ func (l *Layer) BuildTime() time.Duration { return l.buildTime }
 
 // Compressed opens the blob.
 func (l *Layer) Compressed() (io.ReadCloser, error) {
+	if l.remote != nil {
+		return l.remote.Compressed()
+	}
 	if err := l.ensureBlob(); err != nil {
 		return nil, err
 	}
@@ -341,7 +419,10 @@ func verifyBlob(file, digest string, size int64) error {
 // String is for logs.
 func (l *Layer) String() string {
 	state := "built in " + l.buildTime.Round(time.Millisecond).String()
-	if l.hit {
+	switch {
+	case l.remote != nil:
+		state = "already in the registry"
+	case l.hit:
 		state = "cached"
 	}
 	return fmt.Sprintf("%s: %s, %s, %s", l.group.Name, l.rec.Digest[:19], humanBytes(l.rec.Size), state)

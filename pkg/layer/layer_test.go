@@ -558,7 +558,7 @@ func TestFileChangedWhileBuilding(t *testing.T) {
 func TestPlan(t *testing.T) {
 	var entries []Entry
 	for i := 0; i < 3000; i++ {
-		entries = append(entries, Entry{Path: fmt.Sprintf("app/src/f%05d.py", i), Type: TypeFile, Size: 100})
+		entries = append(entries, Entry{Path: fmt.Sprintf("app/src/f%05d.py", i), Type: TypeFile, Size: 10_000})
 	}
 	entries = append(entries,
 		Entry{Path: "app/requirements.txt", Type: TypeFile, Size: 10},

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"hash/fnv"
 	"path"
+	"slices"
 	"sort"
+	"strings"
 )
 
 // PlanOptions tune how entries are split into layers.
@@ -17,6 +19,9 @@ type PlanOptions struct {
 	// ChunkBytes forces a source layer boundary once a layer holds this many bytes, so a
 	// one-file change never rebuilds an unbounded layer. Default 32 MiB.
 	ChunkBytes int64
+	// DepsPaths are image paths (files, or directories with everything below them) that belong
+	// with the dependency manifests, e.g. a local package a requirements.txt installs.
+	DepsPaths []string
 }
 
 func (o PlanOptions) withDefaults() PlanOptions {
@@ -60,6 +65,11 @@ var dependencyNames = []string{
 // IsDependencyFile reports whether a file name (any directory) is a dependency manifest.
 func IsDependencyFile(p string) bool {
 	base := path.Base(p)
+	// This runs for every file on every build: rule out most names by their first letter
+	// (every pattern starts with one of these) before matching.
+	if base == "" || !strings.ContainsRune("cegpPrsuy", rune(base[0])) {
+		return false
+	}
 	for _, pat := range dependencyNames {
 		if ok, _ := path.Match(pat, base); ok {
 			return true
@@ -82,8 +92,18 @@ func Plan(entries []Entry, opts PlanOptions) []Group {
 		}
 	}
 	var deps, large, source, top []Entry
+	depPaths := make([]string, len(opts.DepsPaths))
+	for i, d := range opts.DepsPaths {
+		depPaths[i] = cleanImagePath(d)
+	}
 	for _, e := range entries {
-		switch classify(e, opts) {
+		c := classify(e, opts)
+		for _, d := range depPaths {
+			if e.Type != TypeDir && (e.Path == d || strings.HasPrefix(e.Path, d+"/")) && e.Class != ClassTop {
+				c = ClassDeps
+			}
+		}
+		switch c {
 		case ClassDeps:
 			deps = append(deps, e)
 		case ClassLarge:
@@ -144,7 +164,7 @@ func classify(e Entry, opts PlanOptions) Class {
 }
 
 func sortEntries(es []Entry) {
-	sort.SliceStable(es, func(i, j int) bool { return es[i].Path < es[j].Path })
+	slices.SortStableFunc(es, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
 }
 
 // chunkSource cuts the sorted entries after every entry whose path hash has its low bits zero
@@ -155,8 +175,18 @@ func chunkSource(es []Entry, maxBytes int64) [][]Entry {
 	if len(es) == 0 {
 		return nil
 	}
+	// 16 to 32 chunks, so a one-file edit rebuilds a 16th to a 32nd of the source; but no
+	// smaller than about 1 MiB each, where a layer's fixed costs (a blob, a descriptor, a
+	// request) would outweigh what a smaller rebuild saves.
+	var total int64
+	for _, e := range es {
+		total += e.Size
+	}
 	avg := uint64(64)
-	for avg*2 <= uint64(len(es))/8 {
+	for avg*2 <= uint64(len(es))/16 {
+		avg *= 2
+	}
+	for mean := uint64(total) / uint64(len(es)); mean > 0 && avg*mean < 1<<20 && avg < uint64(len(es)); {
 		avg *= 2
 	}
 	mask := avg - 1

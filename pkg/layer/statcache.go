@@ -28,6 +28,8 @@ type StatCache struct {
 	mu   sync.Mutex
 	old  map[string]statRecord
 	seen map[string]statRecord
+	// changed is set when a digest was learned: only then is the file rewritten.
+	changed bool
 }
 
 type statRecord struct {
@@ -82,6 +84,7 @@ func (c *StatCache) remember(p string, k statKey, d [32]byte, mtime time.Time) {
 	}
 	c.mu.Lock()
 	c.seen[p] = statRecord{K: k, Digest: d}
+	c.changed = true
 	c.mu.Unlock()
 }
 
@@ -92,6 +95,9 @@ func (c *StatCache) Save() error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !c.changed && len(c.seen) == len(c.old) {
+		return nil // the same files with the same digests: the file on disk says it already
+	}
 	return writeFileAtomic(c.file, c.tmpDir, func(w io.Writer) error {
 		return gob.NewEncoder(w).Encode(c.seen)
 	})
@@ -152,7 +158,10 @@ func hashFile(ctx context.Context, e *Entry) ([32]byte, error) {
 	}
 	defer f.Close()
 	h := sha256.New()
-	n, err := io.Copy(h, ctxReader{ctx, f})
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	// ctxReader also hides File.WriteTo, which would allocate a fresh buffer per file.
+	n, err := io.CopyBuffer(h, ctxReader{ctx, f}, *buf)
 	if err != nil {
 		return d, fmt.Errorf("read %s: %w", e.Source, unwrapPathErr(err))
 	}

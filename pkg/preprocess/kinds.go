@@ -195,7 +195,8 @@ func (p *plan) fullNotebook() error {
 		}
 		argv := p.command
 		if len(argv) == 0 {
-			argv = []string{"jupyter", "nbconvert"}
+			// The module, not the "jupyter" launcher, which Debian's nbconvert does not ship.
+			argv = []string{"python3", "-m", "nbconvert"}
 		}
 		argv = append(append([]string(nil), argv...), "--to", "notebook", "--execute",
 			"--ExecutePreprocessor.timeout=-1")

@@ -22,7 +22,7 @@ const trainNotebook = `{
 func TestNotebook(t *testing.T) {
 	base := mkContext(t, map[string]string{"nb/train.ipynb": trainNotebook, "nb/helpers.py": "", "data.csv": ""})
 	r := mustPreprocess(t, Options{Kind: Notebook, BaseDir: base, Notebook: "nb/train.ipynb", Inputs: []string{"nb/helpers.py", "data.csv"}})
-	equal(t, "command", r.Command, []string{"python", "/app/nb/train.py"})
+	equal(t, "command", r.Command, []string{"python3", "/app/nb/train.py"})
 	equal(t, "working dir", r.WorkingDir, "/app/nb")
 	equal(t, "sources", describe(base, r.Sources, false), []string{
 		"/app/data.csv <- data.csv",
@@ -121,10 +121,10 @@ func TestFullNotebookCommands(t *testing.T) {
 		{"papermill as a module", Options{Notebook: "train.ipynb", Command: []string{"python3", "-m", "papermill"}, NotebookRunner: Papermill},
 			[]string{"python3", "-m", "papermill", "/app/train.ipynb", "fairing_output_notebook.ipynb", "--log-output"}},
 		{"nbconvert defaults", Options{Notebook: "train.ipynb", NotebookRunner: NBConvert},
-			[]string{"jupyter", "nbconvert", "--to", "notebook", "--execute", "--ExecutePreprocessor.timeout=-1",
+			[]string{"python3", "-m", "nbconvert", "--to", "notebook", "--execute", "--ExecutePreprocessor.timeout=-1",
 				"--output-dir", "/app", "--output", "fairing_output_notebook.ipynb", "/app/train.ipynb"}},
 		{"nbconvert with kernel and output", Options{Notebook: "exp/run.ipynb", NotebookRunner: NBConvert, Kernel: "py", NotebookOutput: "out/x.ipynb"},
-			[]string{"jupyter", "nbconvert", "--to", "notebook", "--execute", "--ExecutePreprocessor.timeout=-1",
+			[]string{"python3", "-m", "nbconvert", "--to", "notebook", "--execute", "--ExecutePreprocessor.timeout=-1",
 				"--ExecutePreprocessor.kernel_name=py", "--output-dir", "/app/out", "--output", "x.ipynb", "/app/exp/run.ipynb"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -182,20 +182,20 @@ func TestFunction(t *testing.T) {
 		warning string
 	}{
 		{"a function", Options{Function: "train.py:train", Inputs: []string{"lib"}},
-			[]string{"python", "/opt/fairing/function_shim.py", "--file", "/app/train.py", "--name", "train"},
+			[]string{"python3", "/opt/fairing/function_shim.py", "--file", "/app/train.py", "--name", "train"},
 			[]string{"/app/lib <- lib", "/app/train.py <- train.py", "/opt/fairing/function_shim.py <- generated [deps]"}, ""},
 		{"a class, with a Python version", Options{Function: "train.py:Model", PythonVersion: "3.11.4", Command: []string{"python3"}},
 			[]string{"python3", "/opt/fairing/function_shim.py", "--file", "/app/train.py", "--name", "Model", "--python-version", "3.11"},
 			[]string{"/app/train.py <- train.py", "/opt/fairing/function_shim.py <- generated [deps]"}, ""},
 		{"a pickle", Options{PickledFunction: "fn.pkl", PythonVersion: "3.11"},
-			[]string{"python", "/opt/fairing/function_shim.py", "--pickle", "/app/fn.pkl", "--python-version", "3.11"},
+			[]string{"python3", "/opt/fairing/function_shim.py", "--pickle", "/app/fn.pkl", "--python-version", "3.11"},
 			[]string{"/app/fn.pkl <- fn.pkl", "/opt/fairing/function_shim.py <- generated [deps]"}, ""},
 		{"a pickle without a version warns", Options{PickledFunction: "fn.pkl"},
-			[]string{"python", "/opt/fairing/function_shim.py", "--pickle", "/app/fn.pkl"},
+			[]string{"python3", "/opt/fairing/function_shim.py", "--pickle", "/app/fn.pkl"},
 			[]string{"/app/fn.pkl <- fn.pkl", "/opt/fairing/function_shim.py <- generated [deps]"},
 			"--pickled-function: a pickle only loads on the Python version that made it; pass --python-version MAJOR.MINOR to check it at start-up"},
 		{"a name the file does not define warns", Options{Function: "train.py:trian"},
-			[]string{"python", "/opt/fairing/function_shim.py", "--file", "/app/train.py", "--name", "trian"},
+			[]string{"python3", "/opt/fairing/function_shim.py", "--file", "/app/train.py", "--name", "trian"},
 			[]string{"/app/train.py <- train.py", "/opt/fairing/function_shim.py <- generated [deps]"},
 			"--function train.py:trian: train.py does not seem to define trian; the image will fail if it does not"},
 	} {

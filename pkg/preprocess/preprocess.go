@@ -56,8 +56,9 @@ const (
 	DefaultRuntimeDir = "/opt/fairing"
 )
 
-// DefaultCommand is the argv prefix for the python, notebook and function preprocessors.
-func DefaultCommand() []string { return []string{"python"} }
+// DefaultCommand is the argv prefix for the python, notebook and function preprocessors:
+// python3, which every Python image has (Debian's have no plain "python").
+func DefaultCommand() []string { return []string{"python3"} }
 
 // DefaultOutputRoots are where an absolute --output-map destination may point besides the path
 // prefix: the usual places for data, models and home directories. Anything else (/etc, /usr,

@@ -26,7 +26,7 @@ func TestPythonBasics(t *testing.T) {
 		"notes/ignored.txt": "not an input",
 	})
 	r := mustPreprocess(t, Options{BaseDir: base, Inputs: []string{"utils", "main.py", "requirements.txt"}})
-	equal(t, "command", r.Command, []string{"python", "/app/main.py"})
+	equal(t, "command", r.Command, []string{"python3", "/app/main.py"})
 	equal(t, "working dir", r.WorkingDir, "/app")
 	equal(t, "env", r.Env, map[string]string{"FAIRING_RUNTIME": "1", "PYTHONPATH": "/opt/fairing/python", "PYTHONUNBUFFERED": "1"})
 	equal(t, "sources", describe(base, r.Sources, true), []string{
@@ -81,17 +81,17 @@ func TestPythonExecutable(t *testing.T) {
 		command []string
 		warning string
 	}{
-		{"one .py file input", Options{Inputs: []string{"a.py", "run.sh"}}, []string{"python", "/app/a.py"}, ""},
-		{"one .py file in a directory input", Options{Inputs: []string{"src"}}, []string{"python", "/app/src/train.py"}, ""},
-		{"file inputs win over directories", Options{Inputs: []string{"tools", "a.py"}}, []string{"python", "/app/a.py"}, ""},
+		{"one .py file input", Options{Inputs: []string{"a.py", "run.sh"}}, []string{"python3", "/app/a.py"}, ""},
+		{"one .py file in a directory input", Options{Inputs: []string{"src"}}, []string{"python3", "/app/src/train.py"}, ""},
+		{"file inputs win over directories", Options{Inputs: []string{"tools", "a.py"}}, []string{"python3", "/app/a.py"}, ""},
 		{"explicit executable not among the inputs", Options{Inputs: []string{"tools"}, Executable: "run.sh", Command: []string{"bash", "-e"}}, []string{"bash", "-e", "/app/run.sh"}, ""},
-		{"explicit executable inside an input directory", Options{Inputs: []string{"tools"}, Executable: "tools/y.py"}, []string{"python", "/app/tools/y.py"}, ""},
-		{"two .py files: no executable", Options{Inputs: []string{"a.py", "b.py"}}, []string{"python"},
-			`no executable: 2 .py files among the inputs (/app/a.py, /app/b.py), so the image runs "python" alone; pass --executable FILE`},
+		{"explicit executable inside an input directory", Options{Inputs: []string{"tools"}, Executable: "tools/y.py"}, []string{"python3", "/app/tools/y.py"}, ""},
+		{"two .py files: no executable", Options{Inputs: []string{"a.py", "b.py"}}, []string{"python3"},
+			`no executable: 2 .py files among the inputs (/app/a.py, /app/b.py), so the image runs "python3" alone; pass --executable FILE`},
 		{"no .py file: no executable", Options{Inputs: []string{"run.sh"}, Command: []string{"python3", "-u"}}, []string{"python3", "-u"},
 			`no executable: no .py file among the inputs, so the image runs "python3 -u" alone; pass --executable FILE`},
-		{"no inputs at all", Options{}, []string{"python"},
-			`no executable: no .py file among the inputs, so the image runs "python" alone; pass --executable FILE`},
+		{"no inputs at all", Options{}, []string{"python3"},
+			`no executable: no .py file among the inputs, so the image runs "python3" alone; pass --executable FILE`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.o.BaseDir = base
@@ -126,7 +126,7 @@ func TestPythonPaths(t *testing.T) {
 		"/srv/job/models <- " + filepath.Join(outside, "models"),
 	})
 	equal(t, "working dir", r.WorkingDir, "/srv/job")
-	equal(t, "command", r.Command, []string{"python", "/srv/job/in/a.py"})
+	equal(t, "command", r.Command, []string{"python3", "/srv/job/in/a.py"})
 
 	// BaseDir "" is the current directory.
 	wd, _ := os.Getwd()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -41,20 +42,113 @@ type Report struct {
 	BytesUploaded int64    `json:"bytesUploaded"`
 }
 
+// Publisher writes one build's result to its destinations. Blobs known early (layers written
+// while others are still being compressed) can be sent with Upload while the build goes on;
+// Publish then writes what is left and the manifests.
+type Publisher struct {
+	dests   []Destination
+	repos   []name.Repository
+	opts    []remote.Option
+	pusher  *remote.Pusher
+	rec     *recorder
+	ctx     context.Context
+	uploads *errgroup.Group
+	o       Options
+	done    sync.Once
+}
+
+// finish closes the progress channel once every upload is over.
+func (p *Publisher) finish() {
+	p.done.Do(func() {
+		if p.o.Progress != nil {
+			close(p.o.Progress)
+		}
+	})
+}
+
+// Abort waits for the uploads already started and ends the publisher without writing any
+// manifest: what was uploaded stays (a rerun will not send it again), nothing is tagged.
+func (p *Publisher) Abort() {
+	if p.uploads != nil {
+		p.uploads.Wait()
+	}
+	p.finish()
+}
+
+// NewPublisher prepares publishing to dests.
+func NewPublisher(ctx context.Context, dests []Destination, o Options) (*Publisher, error) {
+	p := &Publisher{dests: dests, rec: &recorder{}, o: o}
+	seen := map[string]bool{}
+	for _, d := range dests {
+		if d.Kind == Registry && !seen[d.Ref.Context().String()] {
+			seen[d.Ref.Context().String()] = true
+			p.repos = append(p.repos, d.Ref.Context())
+		}
+	}
+	if len(p.repos) == 0 {
+		return p, nil
+	}
+	rc := o.Registry
+	inner := rc.Wrap
+	rc.Wrap = func(rt httpRoundTripper) httpRoundTripper {
+		if inner != nil {
+			rt = inner(rt)
+		}
+		return p.rec.wrap(rt)
+	}
+	opts, err := rc.RemoteOptions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	popts := opts
+	if o.Progress != nil {
+		// The pusher reports every upload, early or final; the channel is closed by finish.
+		popts = append(popts[:len(popts):len(popts)], remote.WithProgress(o.Progress))
+	}
+	if p.pusher, err = remote.NewPusher(popts...); err != nil {
+		return nil, err
+	}
+	// The same pusher serves the early uploads and the final write, so a blob sent early is
+	// known to be there without asking the registry again.
+	p.opts = append(opts, remote.Reuse(p.pusher))
+	p.uploads, p.ctx = errgroup.WithContext(ctx)
+	p.uploads.SetLimit(max(1, rc.Jobs))
+	return p, nil
+}
+
+// Upload starts sending a blob to every registry destination in the background. Errors come
+// back from Publish.
+func (p *Publisher) Upload(l v1.Layer) {
+	for _, repo := range p.repos {
+		p.uploads.Go(func() error {
+			if err := p.pusher.Upload(p.ctx, repo, l); err != nil {
+				d, _ := l.Digest()
+				return fmt.Errorf("push layer %s: %w", d, registryclient.Explain(err))
+			}
+			return nil
+		})
+	}
+}
+
 // Publish writes res to every destination. Registry destinations go in one pass: blobs shared
 // by several destinations are uploaded once, only blobs a registry lacks are uploaded, base
 // layers on the same registry are mounted, and each tag is written only after everything it
 // points to is in place, so a failure never leaves a tag on an incomplete image.
-func Publish(ctx context.Context, res *build.Result, dests []Destination, o Options) (*Report, error) {
+func (p *Publisher) Publish(ctx context.Context, res *build.Result) (*Report, error) {
+	defer p.finish()
+	if p.uploads != nil {
+		if err := p.uploads.Wait(); err != nil {
+			return nil, err
+		}
+	}
 	digest, err := res.Digest()
 	if err != nil {
 		return nil, err
 	}
 	rep := &Report{Digest: digest.String()}
-	rec := &recorder{}
 	todo := map[name.Reference]remote.Taggable{}
 	var local []Destination
-	for _, d := range dests {
+	for _, d := range p.dests {
 		switch d.Kind {
 		case Registry:
 			todo[d.Ref] = res.Taggable()
@@ -70,31 +164,15 @@ func Publish(ctx context.Context, res *build.Result, dests []Destination, o Opti
 
 	g, gctx := errgroup.WithContext(ctx)
 	if len(todo) > 0 {
-		rc := o.Registry
-		inner := rc.Wrap
-		rc.Wrap = func(rt httpRoundTripper) httpRoundTripper {
-			if inner != nil {
-				rt = inner(rt)
-			}
-			return rec.wrap(rt)
-		}
-		opts, err := rc.RemoteOptions(gctx)
-		if err != nil {
-			return nil, err
-		}
-		if o.Progress != nil {
-			opts = append(opts, remote.WithProgress(o.Progress))
-		}
+		opts := append(p.opts, remote.WithContext(gctx))
 		g.Go(func() error {
 			if err := remote.MultiWrite(todo, opts...); err != nil {
 				return fmt.Errorf("push: %w", registryclient.Explain(err))
 			}
 			return nil
 		})
-	} else if o.Progress != nil {
-		close(o.Progress)
 	}
-	tagName := tarballTag(dests)
+	tagName := tarballTag(p.dests)
 	for _, d := range local {
 		g.Go(func() error {
 			var err error
@@ -112,8 +190,17 @@ func Publish(ctx context.Context, res *build.Result, dests []Destination, o Opti
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	rec.fill(rep)
+	p.rec.fill(rep)
 	return rep, nil
+}
+
+// Publish writes res to dests in one go (NewPublisher, then Publish).
+func Publish(ctx context.Context, res *build.Result, dests []Destination, o Options) (*Report, error) {
+	p, err := NewPublisher(ctx, dests, o)
+	if err != nil {
+		return nil, err
+	}
+	return p.Publish(ctx, res)
 }
 
 func writeLayout(d Destination, res *build.Result) error {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -39,6 +40,13 @@ func TestMain(m *testing.M) {
 }
 
 type report struct {
+	Builder  string `json:"builder"`
+	BuildKit *struct {
+		Steps []struct {
+			Name   string `json:"name"`
+			Cached bool   `json:"cached"`
+		} `json:"steps"`
+	} `json:"buildkit"`
 	Digest string   `json:"digest"`
 	Refs   []string `json:"refs"`
 	Layers []struct {
@@ -55,7 +63,11 @@ type report struct {
 func build(t *testing.T, cache string, args ...string) (report, string) {
 	t.Helper()
 	meta := filepath.Join(t.TempDir(), "meta.json")
-	cmd := exec.Command(bin, append([]string{"build", "--cache-dir", cache, "--metadata-file", meta}, args...)...)
+	base := []string{"build", "--cache-dir", cache, "--metadata-file", meta}
+	if !slices.Contains(args, "--builder") {
+		base = append(base, "--builder", "append") // the projects list requirements: no installs here
+	}
+	cmd := exec.Command(bin, append(base, args...)...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -127,7 +139,7 @@ func TestBuildPushRunAndRebuild(t *testing.T) {
 	if got := layerGets(proxy, baseImg); len(got) != 0 {
 		t.Errorf("the build downloaded base layers %v: only the manifest and config may be read", got)
 	}
-	if len(first.Layers) < 4 {
+	if len(first.Layers) < 3 {
 		t.Errorf("only %d layers: want dependencies, large and source layers", len(first.Layers))
 	}
 
@@ -317,4 +329,128 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// --builder auto: a requirements.txt that lists packages goes through BuildKit (the install
+// runs before the code is copied, so a code change reuses it); one that lists nothing stays on
+// the append path; with no buildkitd anywhere the build stops and says why.
+func TestAutoBuilder(t *testing.T) {
+	reg := testenv.Registry(t)
+	addr := testenv.Need(t, "FAIRING_TEST_BUILDKIT_ADDR")
+	base := testenv.PythonBase(t)
+	dir := t.TempDir()
+	files := map[string]string{
+		"requirements.txt":             "--no-index\n./pkgs/mylib\n",
+		"pkgs/mylib/setup.py":          "from setuptools import setup\nsetup(name='mylib', version='1.0', packages=['mylib'])\n",
+		"pkgs/mylib/mylib/__init__.py": "def hello():\n    return 'hello from mylib'\n",
+		"train.py":                     "import mylib\nprint(mylib.hello(), 'v1')\n",
+	}
+	for p, c := range files {
+		os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755)
+		os.WriteFile(filepath.Join(dir, p), []byte(c), 0o644)
+	}
+	dest := reg + "/" + testenv.Repo(t) + ":v1"
+	args := []string{"--builder", "auto", "--buildkit-addr", addr, "--context", dir, "--base", base, "--destination", dest, "--input", "train.py", "--input", "requirements.txt", "--input", "pkgs", "--quiet"}
+
+	out, err := exec.Command(bin, append([]string{"build", "--print-dockerfile"}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("--print-dockerfile: %v\n%s", err, out)
+	}
+	df := string(out)
+	if i, j := strings.Index(df, "pip install"), strings.LastIndex(df, "COPY"); i < 0 || j < i {
+		t.Errorf("the install must come before the code is copied:\n%s", df)
+	}
+
+	r, ref := build(t, t.TempDir(), args...)
+	if r.Builder != "buildkit" {
+		t.Fatalf("auto chose %q for a requirements.txt that lists a package", r.Builder)
+	}
+	if out, code := testenv.RunImage(t, ref); code != 0 || !strings.Contains(out, "hello from mylib v1") {
+		t.Errorf("run: exit %d, %q", code, out)
+	}
+
+	// A code change: the install step is not run again.
+	os.WriteFile(filepath.Join(dir, "train.py"), []byte("import mylib\nprint(mylib.hello(), 'v2')\n"), 0o644)
+	r2, ref2 := build(t, t.TempDir(), args...)
+	for _, s := range r2.BuildKit.Steps {
+		if strings.Contains(s.Name, "pip install") && !s.Cached {
+			t.Errorf("a code change re-ran %q", s.Name)
+		}
+	}
+	if out, code := testenv.RunImage(t, ref2); code != 0 || !strings.Contains(out, "hello from mylib v2") {
+		t.Errorf("run after the change: exit %d, %q", code, out)
+	}
+
+	// Nothing to install: the append path, even with --builder auto.
+	empty := t.TempDir()
+	os.WriteFile(filepath.Join(empty, "requirements.txt"), []byte("# nothing\n"), 0o644)
+	os.WriteFile(filepath.Join(empty, "run.sh"), []byte("echo hi\n"), 0o755)
+	r3, _ := build(t, t.TempDir(), "--builder", "auto", "--context", empty, "--base", testenv.BusyboxBase(t), "--destination", reg+"/"+testenv.Repo(t)+":e")
+	if r3.Builder != "append" {
+		t.Errorf("auto chose %q with nothing to install", r3.Builder)
+	}
+
+	// Packages to install and no buildkitd anywhere: a clear refusal, nothing pushed.
+	cmd := exec.Command(bin, append([]string{"build", "--cache-dir", t.TempDir()}, args[:2]...)...)
+	cmd.Args = append(cmd.Args, args[4:]...) // drop --buildkit-addr
+	cmd.Env = append(os.Environ(), "BUILDKIT_HOST=", "PATH=/usr/bin:/bin")
+	out, err = cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "/app/requirements.txt lists packages to install") || !strings.Contains(string(out), "--buildkit-addr") {
+		t.Errorf("no buildkitd: err %v, output %s", err, out)
+	}
+}
+
+// eStargz and zstd images pushed to the real registry validate; eStargz layers carry the TOC
+// digest and uncompressed-size annotations the stargz snapshotter needs and run as plain gzip.
+func TestCompressedImages(t *testing.T) {
+	reg := testenv.Registry(t)
+	ctxDir := project(t)
+	r, ref := build(t, t.TempDir(), "--context", ctxDir, "--base", testenv.BusyboxBase(t), "--destination", reg+"/"+testenv.Repo(t)+":estargz",
+		"--cmd", "/app/run.sh", "--compression", "estargz")
+	img := image(t, ref)
+	if err := validate.Image(img); err != nil {
+		t.Fatalf("estargz image: %v", err)
+	}
+	m, _ := img.Manifest()
+	added := m.Layers[len(m.Layers)-len(r.Layers):]
+	for _, l := range added {
+		if l.MediaType != types.OCILayer || l.Annotations["containerd.io/snapshot/stargz/toc.digest"] == "" || l.Annotations["io.containers.estargz.uncompressed-size"] == "" {
+			t.Errorf("estargz layer %s: media type %s, annotations %v", l.Digest, l.MediaType, l.Annotations)
+		}
+	}
+	if out, code := testenv.RunImage(t, ref); code != 3 || !strings.Contains(out, "hello from fairing") {
+		t.Errorf("estargz image run: exit %d, %q", code, out)
+	}
+
+	_, ref = build(t, t.TempDir(), "--context", ctxDir, "--base", testenv.BusyboxBase(t), "--destination", reg+"/"+testenv.Repo(t)+":zstd",
+		"--cmd", "/app/run.sh", "--compression", "zstd")
+	img = image(t, ref)
+	// ggcr's full layer validation reads every layer as gzip: check the structure with it and
+	// the zstd layers' diffIDs here.
+	if err := validate.Image(img, validate.Fast); err != nil {
+		t.Fatalf("zstd image: %v", err)
+	}
+	m, _ = img.Manifest()
+	if got := m.Layers[len(m.Layers)-1].MediaType; got != types.OCILayerZStd {
+		t.Errorf("zstd layer media type %s", got)
+	}
+	layers, _ := img.Layers()
+	cf, _ := img.ConfigFile()
+	for i, l := range layers[len(layers)-2:] {
+		rc, err := l.Uncompressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, _, err := v1.SHA256(rc)
+		rc.Close()
+		if want := cf.RootFS.DiffIDs[len(layers)-2+i]; err != nil || h != want {
+			t.Errorf("zstd layer %d: diffID %s, config says %s (%v)", i, h, want, err)
+		}
+	}
+	// Docker schema 2 has no zstd type: refused before anything is pushed.
+	cmd := exec.Command(bin, "build", "--builder", "append", "--cache-dir", t.TempDir(), "--context", ctxDir, "--base", testenv.BusyboxDockerBase(t),
+		"--destination", reg+"/"+testenv.Repo(t)+":z", "--compression", "zstd")
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "no zstd layer type") {
+		t.Errorf("zstd onto a Docker base: err %v, %s", err, out)
+	}
 }

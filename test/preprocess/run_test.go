@@ -52,7 +52,7 @@ type run struct {
 }
 
 // run executes the image's command in its working directory with its environment, on a PATH
-// where "python" (and "jupyter") are the interpreter under test.
+// where "python3" (and "jupyter") are the interpreter under test.
 func (im *image) run(t *testing.T, bins map[string]string) run {
 	t.Helper()
 	bin := preprocesstest.BinDir(t, bins)
@@ -138,7 +138,7 @@ print('runtime', os.environ['FAIRING_RUNTIME'])
 	})
 	im := build(t, preprocess.Options{BaseDir: ctx, Inputs: []string{"main.py", "pkg", "data"},
 		OutputMap: []preprocess.Mapping{{Src: "settings.ini", Dst: "config/"}}})
-	r := im.run(t, map[string]string{"python": py}).ok(t)
+	r := im.run(t, map[string]string{"python3": py}).ok(t)
 	if want := "hello world\n[a]\nb = 1\nruntime 1\n"; r.stdout != want {
 		t.Errorf("stdout = %q, want %q", r.stdout, want)
 	}
@@ -188,10 +188,10 @@ func TestNotebookPreprocessorRuns(t *testing.T) {
 	ctx := writeTree(t, map[string]string{"nb/train.ipynb": notebook, "nb/helper.py": "def add(a, b):\n    return a + b\n",
 		"nb/data.txt": "beside the notebook", "shared/s.txt": "and next to it"})
 	im := build(t, preprocess.Options{Kind: preprocess.Notebook, BaseDir: ctx, Notebook: "nb/train.ipynb", Inputs: []string{"nb/helper.py", "nb/data.txt", "shared"}})
-	if got, want := im.res.Command, []string{"python", filepath.Join(im.root, "app/nb/train.py")}; strings.Join(got, " ") != strings.Join(want, " ") {
+	if got, want := im.res.Command, []string{"python3", filepath.Join(im.root, "app/nb/train.py")}; strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("command = %q, want %q", got, want)
 	}
-	r := im.run(t, map[string]string{"python": py}).ok(t)
+	r := im.run(t, map[string]string{"python3": py}).ok(t)
 	if want := "result 42\ndisplayed\nbeside the notebook and next to it\n"; r.stdout != want {
 		t.Errorf("stdout = %q, want %q\nstderr:\n%s", r.stdout, want, r.stderr)
 	}
@@ -215,7 +215,7 @@ func TestFullNotebookRunsWithNBConvert(t *testing.T) {
 	ctx := writeTree(t, map[string]string{"exp/run.ipynb": notebook, "exp/data.txt": "12"})
 	im := build(t, preprocess.Options{Kind: preprocess.FullNotebook, BaseDir: ctx, Notebook: "exp/run.ipynb",
 		Inputs: []string{"exp/data.txt"}, NotebookRunner: preprocess.NBConvert, NotebookOutput: "out/executed.ipynb"})
-	r := im.run(t, map[string]string{"python": py, "jupyter": jupyter}).ok(t)
+	r := im.run(t, map[string]string{"python3": py, "jupyter": jupyter}).ok(t)
 
 	out, err := os.ReadFile(filepath.Join(im.root, "app/out/executed.ipynb"))
 	if err != nil {
@@ -271,7 +271,7 @@ func TestFullNotebookFailureFailsTheRun(t *testing.T) {
 	py := preprocesstest.Python(t)
 	ctx := writeTree(t, map[string]string{"bad.ipynb": nb(t, "print('before')", "raise ValueError('cell failed')", "print('never')")})
 	im := build(t, preprocess.Options{Kind: preprocess.FullNotebook, BaseDir: ctx, Notebook: "bad.ipynb", NotebookRunner: preprocess.NBConvert})
-	r := im.run(t, map[string]string{"python": py, "jupyter": jupyter})
+	r := im.run(t, map[string]string{"python3": py, "jupyter": jupyter})
 	if r.code == 0 || !strings.Contains(r.stderr, "ValueError: cell failed") {
 		t.Fatalf("exit %d, stderr:\n%s", r.code, r.stderr)
 	}
@@ -336,7 +336,7 @@ func TestFunctionPreprocessorRuns(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			im := build(t, preprocess.Options{Kind: preprocess.Function, BaseDir: ctx, Function: "src/train.py:" + tc.function,
 				Inputs: []string{"src/helper.py"}, PythonVersion: tc.version})
-			r := im.run(t, map[string]string{"python": py})
+			r := im.run(t, map[string]string{"python3": py})
 			file := filepath.Join(im.root, "app/src/train.py")
 			if r.code != tc.code || r.stdout != tc.stdout {
 				t.Fatalf("exit %d stdout %q, want %d %q\nstderr:\n%s", r.code, r.stdout, tc.code, tc.stdout, r.stderr)
@@ -383,13 +383,13 @@ print('%d.%d' % sys.version_info[:2])
 		{"cls.pkl", "class from a pickle, scale 7\n"},
 	} {
 		im := build(t, preprocess.Options{Kind: preprocess.Function, BaseDir: ctx, PickledFunction: tc.file, PythonVersion: version})
-		if r := im.run(t, map[string]string{"python": py}).ok(t); r.stdout != tc.want {
+		if r := im.run(t, map[string]string{"python3": py}).ok(t); r.stdout != tc.want {
 			t.Errorf("%s: stdout %q, want %q", tc.file, r.stdout, tc.want)
 		}
 	}
 	// Without cloudpickle in the image (-S hides Debian's dist-packages) the shim says what to do.
-	im := build(t, preprocess.Options{Kind: preprocess.Function, BaseDir: ctx, PickledFunction: "fn.pkl", Command: []string{"python", "-S"}})
-	r := im.run(t, map[string]string{"python": py})
+	im := build(t, preprocess.Options{Kind: preprocess.Function, BaseDir: ctx, PickledFunction: "fn.pkl", Command: []string{"python3", "-S"}})
+	r := im.run(t, map[string]string{"python3": py})
 	if want := "needs cloudpickle to load: install cloudpickle in the image"; r.code != 1 || !strings.Contains(r.stderr, want) {
 		t.Errorf("exit %d, stderr lacks %q:\n%s", r.code, want, r.stderr)
 	}
@@ -427,7 +427,7 @@ func TestStubKeepsOtherKubeflowPackages(t *testing.T) {
 	ctx := writeTree(t, map[string]string{"main.py": "import kubeflow.training, kubeflow.fairing\nprint(kubeflow.training.NAME, kubeflow.fairing.config.fn(len)('ab'))\n"})
 	im := build(t, preprocess.Options{BaseDir: ctx, Inputs: []string{"main.py"}})
 	im.res.Env["PYTHONPATH"] += ":" + site // as if installed in the base image
-	if r := im.run(t, map[string]string{"python": py}).ok(t); r.stdout != "training sdk 2\n" {
+	if r := im.run(t, map[string]string{"python3": py}).ok(t); r.stdout != "training sdk 2\n" {
 		t.Errorf("stdout %q", r.stdout)
 	}
 }
