@@ -116,7 +116,7 @@ type runOpts struct {
 	uid uint32   // run as this uid/gid when non-zero (the tests run as root)
 }
 
-// command prepares `fairing-builder build --metadata-file F args...`.
+// command prepares `fairing-builder build --builder append --metadata-file F args...`.
 func command(t *testing.T, o runOpts, args ...string) (*exec.Cmd, string, *bytes.Buffer, *bytes.Buffer) {
 	t.Helper()
 	needBinary(t)
@@ -133,7 +133,9 @@ func command(t *testing.T, o runOpts, args ...string) (*exec.Cmd, string, *bytes
 		}
 	}
 	meta := filepath.Join(metaDir, "meta.json")
-	cmd := exec.Command(bin, append([]string{"build", "--metadata-file", meta}, args...)...)
+	// The append builder is what these tests are about: with --builder auto a requirements.txt
+	// that lists packages would send the build to BuildKit.
+	cmd := exec.Command(bin, append([]string{"build", "--builder", "append", "--metadata-file", meta}, args...)...)
 	cmd.Env = append(os.Environ(), o.env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -147,7 +149,7 @@ func command(t *testing.T, o runOpts, args ...string) (*exec.Cmd, string, *bytes
 func finish(t *testing.T, cmd *exec.Cmd, meta string, stdout, stderr *bytes.Buffer, start time.Time) result {
 	t.Helper()
 	err := cmd.Wait()
-	r := result{Args: cmd.Args[2:], Stdout: stdout.String(), Stderr: stderr.String(), Elapsed: time.Since(start)}
+	r := result{Args: cmd.Args[4:], Stdout: stdout.String(), Stderr: stderr.String(), Elapsed: time.Since(start)}
 	var exitErr *exec.ExitError
 	switch {
 	case errors.As(err, &exitErr):

@@ -78,7 +78,7 @@ func TestKilledMidBuild(t *testing.T) {
 	for i := 0; i < n; i++ {
 		sig := []syscall.Signal{syscall.SIGKILL, syscall.SIGINT}[i%2]
 		point := killPoint((i / 2) % int(killPoints))
-		dropSomeOfCache(t, cache, rng)
+		dropSomeOfCache(t, cache, rng, point == midCompress)
 		dest := p.Addr() + "/" + testenv.Repo(t) + ":v" + strconv.Itoa(i)
 		args := append(common, "--cache-dir", cache, "--destination", dest)
 		label := fmt.Sprintf("run %d: %v %s", i, sig, point)
@@ -291,13 +291,14 @@ func growing(cache string, old map[string]bool, size int64) bool {
 	return false
 }
 
-// dropSomeOfCache forgets a random half of the cached layers (record and blob) and, now and
-// then, the stat cache, so every interrupted build has layers to hash, write and upload.
-func dropSomeOfCache(t *testing.T, cache string, rng *rand.Rand) {
+// dropSomeOfCache forgets a random half of the cached layers (record and blob), or all of them,
+// and, now and then, the stat cache, so every interrupted build has layers to hash, write and
+// upload.
+func dropSomeOfCache(t *testing.T, cache string, rng *rand.Rand, all bool) {
 	t.Helper()
 	recs, _ := filepath.Glob(filepath.Join(cache, "layers", "*.json"))
 	for _, rec := range recs {
-		if rng.IntN(2) == 0 {
+		if !all && rng.IntN(2) == 0 {
 			continue
 		}
 		var r cacheRecord
