@@ -94,6 +94,7 @@ type result struct {
 	Args           []string
 	Stdout, Stderr string
 	Code           int
+	Signal         syscall.Signal // the signal that ended the process, if one did (Code is 128+it)
 	Elapsed        time.Duration
 	MaxRSS         int64   // peak resident set, bytes
 	Meta           *report // the --metadata-file, when the run wrote one
@@ -155,6 +156,7 @@ func finish(t *testing.T, cmd *exec.Cmd, meta string, stdout, stderr *bytes.Buff
 	case errors.As(err, &exitErr):
 		r.Code = exitErr.ExitCode()
 		if ws, ok := exitErr.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			r.Signal = ws.Signal()
 			r.Code = 128 + int(ws.Signal())
 		}
 	case err != nil:
