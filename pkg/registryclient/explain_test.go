@@ -37,6 +37,7 @@ func TestExplain(t *testing.T) {
 		{"unexpected EOF", urlErr("Put", io.ErrUnexpectedEOF), "the registry closed the connection"},
 		{"reset", urlErr("Patch", &net.OpError{Op: "write", Net: "tcp", Err: syscall.ECONNRESET}), "the registry closed the connection"},
 		{"broken pipe", urlErr("Patch", &net.OpError{Op: "write", Net: "tcp", Err: syscall.EPIPE}), "the registry closed the connection"},
+		{"closed under the writer", urlErr("Patch", &net.OpError{Op: "write", Net: "tcp", Err: net.ErrClosed}), "the registry closed the connection"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			wrapped := fmt.Errorf("push: %w", tc.err)

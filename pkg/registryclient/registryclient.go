@@ -200,7 +200,8 @@ func Explain(err error) error {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("timed out talking to the registry (raise --timeout if it is just slow): %w", err)
 	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+	// (net.ErrClosed: the transport closed its end after the registry hung up mid-request.)
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("the registry closed the connection and retries ran out (is it, or a proxy in front of it, restarting or overloaded?); rerun to send what is missing: %w", err)
 	}
 	return err
