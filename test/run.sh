@@ -39,3 +39,6 @@ go test -count=1 -timeout 60m ${GO_TEST_FLAGS:-} ./...
 # The benchmark harness must keep working: a quick run against its own registry (timings are
 # reported, never checked here).
 FAIRING_BENCH_WORK=$FAIRING_TEST_WORK/bench bash benchmarks/run.sh --quick
+
+# A short fuzzing run of every fuzz target (seed corpora in the repo), so the targets never rot.
+bash test/fuzz.sh

@@ -45,8 +45,13 @@ func main() {
 	err := app.RunContext(ctx, os.Args)
 	pprof.StopCPUProfile()
 	if err != nil {
+		if ctx.Err() != nil {
+			// Ctrl-C or SIGTERM: whatever failed on the way out failed because of it.
+			fmt.Fprintln(os.Stderr, "fairing-builder: interrupted")
+			os.Exit(130)
+		}
 		fmt.Fprintf(os.Stderr, "fairing-builder: %v\n", err)
-		if errors.Is(err, context.Canceled) || ctx.Err() != nil {
+		if errors.Is(err, context.Canceled) {
 			os.Exit(130)
 		}
 		os.Exit(1)

@@ -3,6 +3,7 @@ package build
 import (
 	"fmt"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -388,11 +389,37 @@ func ParsePlatforms(specs []string) ([]v1.Platform, error) {
 				continue
 			}
 			p, err := v1.ParsePlatform(s)
-			if err != nil || p.OS == "" || p.Architecture == "" || strings.Count(s, "/") > 2 {
+			if err != nil || !validPlatform(p, s) {
 				return nil, fmt.Errorf("invalid platform %q: expected OS/ARCH[/VARIANT], e.g. linux/amd64 or linux/arm64/v8", s)
 			}
 			out = append(out, *p)
 		}
 	}
 	return out, nil
+}
+
+// platformPart is what each part of a platform may hold: the characters containerd's platform
+// specifiers allow. v1.ParsePlatform splits on '/' and ':' and accepts anything in between.
+var platformPart = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+
+// validPlatform reports whether p, parsed from s, has an OS and an architecture, a variant only
+// if s names one, and nothing but platformPart characters in them.
+func validPlatform(p *v1.Platform, s string) bool {
+	switch slashes := strings.Count(s, "/"); {
+	case slashes < 1 || slashes > 2:
+		return false
+	case slashes == 2 && p.Variant == "":
+		return false
+	}
+	for _, part := range []string{p.OS, p.Architecture} {
+		if !platformPart.MatchString(part) {
+			return false
+		}
+	}
+	for _, part := range []string{p.Variant, p.OSVersion} {
+		if part != "" && !platformPart.MatchString(part) {
+			return false
+		}
+	}
+	return !strings.HasSuffix(s, ":")
 }

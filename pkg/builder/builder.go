@@ -396,10 +396,15 @@ func writeOutputs(o Options, rep *Report) error {
 			return nil
 		}
 		tmp := file + ".tmp"
-		if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		err := os.WriteFile(tmp, data, 0o644)
+		if err == nil {
+			err = os.Rename(tmp, file)
+		}
+		if err != nil {
+			os.Remove(tmp)
 			return fmt.Errorf("write %s: %w", file, err)
 		}
-		return os.Rename(tmp, file)
+		return nil
 	}
 	if err := write(o.DigestFile, []byte(rep.Digest)); err != nil {
 		return err

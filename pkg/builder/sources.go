@@ -1,6 +1,7 @@
 package builder
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,6 +21,11 @@ func LocalSources(dir, ignoreFile, workdir string) ([]layer.Source, error) {
 	case !fi.IsDir():
 		return nil, fmt.Errorf("context %s is a file, not a folder: give the folder that holds it with --context", dir)
 	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read context %s: %w (fix its permissions)", dir, errors.Unwrap(err))
+	}
+	f.Close()
 	if ignoreFile == "" {
 		ignoreFile = filepath.Join(dir, ".dockerignore")
 	} else if _, err := os.Stat(ignoreFile); err != nil {

@@ -17,7 +17,7 @@ import (
 //
 //	DIR/layers/<key>.json      diffID, digest, sizes, compression, annotations
 //	DIR/blobs/sha256/<hex>     the compressed blob
-//	DIR/tmp/                   blobs being written (renamed into place when complete)
+//	DIR/tmp/                   blobs, records and stat files being written (renamed into place when complete)
 //
 // Every write is a rename of a complete file, so a crash or a concurrent build never leaves a
 // torn entry; a record whose blob is missing or the wrong size is a miss.
@@ -90,7 +90,7 @@ func (c *Cache) store(key string, r record, tmpBlob string) error {
 	if err := os.Rename(tmpBlob, c.blobPath(r.Digest)); err != nil {
 		return fmt.Errorf("store layer blob: %w", err)
 	}
-	err := writeFileAtomic(c.recordPath(key), func(w io.Writer) error {
+	err := writeFileAtomic(c.recordPath(key), c.tmpDir(), func(w io.Writer) error {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(r)

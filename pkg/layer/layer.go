@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -180,6 +182,9 @@ func (b *Builder) write(ctx context.Context, key string, entries []Entry) (r rec
 		tmp.Close()
 		if err != nil {
 			os.Remove(tmp.Name())
+			if errors.Is(err, syscall.ENOSPC) {
+				err = fmt.Errorf("no space left for the layer cache in %s (free some, or use another cache dir): %w", b.cache.dir, err)
+			}
 		}
 	}()
 	bw := bufio.NewWriterSize(tmp, 1<<20)

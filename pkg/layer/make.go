@@ -40,6 +40,7 @@ func Make(ctx context.Context, sources []Source, cacheDir string, opts Options, 
 
 	start = time.Now()
 	stat := OpenStatCache(statCacheFile(cacheDir, sources))
+	stat.tmpDir = cache.tmpDir() // a crash leaves no stray temporary next to it
 	jobs := opts.Jobs
 	if jobs <= 0 {
 		jobs = 8 // hashing waits on the disk as much as the CPU

@@ -22,6 +22,8 @@ import (
 // only when its stat data changes.
 type StatCache struct {
 	file string
+	// tmpDir holds the temporary file of Save ("": file's directory).
+	tmpDir string
 
 	mu   sync.Mutex
 	old  map[string]statRecord
@@ -96,7 +98,7 @@ func (c *StatCache) Save() error {
 	if !c.changed && len(c.seen) == len(c.old) {
 		return nil // the same files with the same digests: the file on disk says it already
 	}
-	return writeFileAtomic(c.file, func(w io.Writer) error {
+	return writeFileAtomic(c.file, c.tmpDir, func(w io.Writer) error {
 		return gob.NewEncoder(w).Encode(c.seen)
 	})
 }
@@ -158,8 +160,8 @@ func hashFile(ctx context.Context, e *Entry) ([32]byte, error) {
 	h := sha256.New()
 	buf := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(buf)
-	// Hide File.WriteTo, which would allocate a fresh buffer per file.
-	n, err := io.CopyBuffer(h, struct{ io.Reader }{f}, *buf)
+	// ctxReader also hides File.WriteTo, which would allocate a fresh buffer per file.
+	n, err := io.CopyBuffer(h, ctxReader{ctx, f}, *buf)
 	if err != nil {
 		return d, fmt.Errorf("read %s: %w", e.Source, unwrapPathErr(err))
 	}
@@ -186,15 +188,33 @@ func checkUnchanged(f *os.File, e *Entry, n int64) error {
 	return nil
 }
 
+// ctxReader ends a read as soon as ctx is done: a multi-gigabyte file must not hold up Ctrl-C
+// until it has been read to the end.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
 func digestHex(d [32]byte) string { return hex.EncodeToString(d[:]) }
 
-// writeFileAtomic writes file through a temporary file in the same directory and renames it
-// into place, so readers (and a crash) see the old content or the new, never a torn file.
-func writeFileAtomic(file string, write func(io.Writer) error) (err error) {
+// writeFileAtomic writes file through a temporary file in tmpDir (on the same filesystem;
+// "" means file's directory) and renames it into place, so readers (and a crash) see the old
+// content or the new, never a torn file. A crash leaves at most a temporary in tmpDir.
+func writeFileAtomic(file, tmpDir string, write func(io.Writer) error) (err error) {
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(file), ".tmp-"+filepath.Base(file)+"-*")
+	if tmpDir == "" {
+		tmpDir = filepath.Dir(file)
+	}
+	tmp, err := os.CreateTemp(tmpDir, ".tmp-"+filepath.Base(file)+"-*")
 	if err != nil {
 		return err
 	}

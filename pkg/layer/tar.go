@@ -94,14 +94,14 @@ func writeTar(ctx context.Context, w io.Writer, entries []Entry, o TarOptions) e
 		if e.Type != TypeFile {
 			continue
 		}
-		if err := writeContent(tw, e, *buf); err != nil {
+		if err := writeContent(ctx, tw, e, *buf); err != nil {
 			return err
 		}
 	}
 	return tw.Close()
 }
 
-func writeContent(tw *tar.Writer, e *Entry, buf []byte) error {
+func writeContent(ctx context.Context, tw *tar.Writer, e *Entry, buf []byte) error {
 	h := sha256.New()
 	if e.Source == "" {
 		if _, err := io.CopyBuffer(io.MultiWriter(tw, h), bytes.NewReader(e.Data), buf); err != nil {
@@ -114,9 +114,14 @@ func writeContent(tw *tar.Writer, e *Entry, buf []byte) error {
 		}
 		defer f.Close()
 		// Never more than the header promised: a file that grew is caught below.
-		n, err := io.CopyBuffer(io.MultiWriter(tw, h), io.LimitReader(f, e.Size), buf)
+		src := &readErr{r: io.LimitReader(ctxReader{ctx, f}, e.Size)}
+		n, err := io.CopyBuffer(io.MultiWriter(tw, h), src, buf)
 		if err != nil {
-			return fmt.Errorf("read %s: %w", e.Source, unwrapPathErr(err))
+			if src.err != nil {
+				return fmt.Errorf("read %s: %w", e.Source, unwrapPathErr(err))
+			}
+			// the layer's side failed (a full cache disk): not the file's fault
+			return fmt.Errorf("write /%s: %w", e.Path, err)
 		}
 		if err := checkUnchanged(f, e, n); err != nil {
 			return err
@@ -130,4 +135,18 @@ func writeContent(tw *tar.Writer, e *Entry, buf []byte) error {
 		}
 	}
 	return nil
+}
+
+// readErr remembers a read error, to tell it from a write error after io.Copy.
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErr) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		r.err = err
+	}
+	return n, err
 }

@@ -58,6 +58,9 @@ func ParseDestination(s string, rc registryclient.Config) (Destination, error) {
 	if err != nil {
 		return Destination{}, fmt.Errorf("destination: %w", err)
 	}
+	if _, ok := ref.(name.Digest); ok {
+		return Destination{}, fmt.Errorf("destination %q names a digest, which is only known once the image is built: give a tag (REPO:TAG) or a repository", s)
+	}
 	return Destination{Kind: Registry, Raw: s, Ref: ref}, nil
 }
 

@@ -10,11 +10,14 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"strings"
+	"syscall"
 
+	"github.com/distribution/reference"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -44,6 +47,11 @@ func (c Config) ParseReference(s string) (name.Reference, error) {
 	ref, err := name.ParseReference(s)
 	if err != nil {
 		return nil, fmt.Errorf("invalid image reference %q: %v (expected e.g. registry.example.com/team/image:tag)", s, err)
+	}
+	// go-containerregistry checks characters only; registries also refuse empty or malformed
+	// path components ("a//b", "-a", "a/"), with confusing errors after the build.
+	if _, err := reference.WithName(ref.Context().Name()); err != nil {
+		return nil, fmt.Errorf("invalid image reference %q: %s is not a valid repository name: path components are lowercase letters and digits, separated by '.', '_', '__' or '-' (expected e.g. registry.example.com/team/image:tag)", s, ref.Context().Name())
 	}
 	if c.isInsecure(ref.Context().RegistryStr()) {
 		ref, err = name.ParseReference(s, name.Insecure)
@@ -95,23 +103,41 @@ func (c Config) Transport() (http.RoundTripper, error) {
 			}
 		}
 		cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		t.TLSClientConfig = cfg
 		if len(c.Insecure) > 0 {
-			// Go verifies per connection only through VerifyConnection when skipping the
-			// default check: verify every host except the insecure ones ourselves.
-			cfg.InsecureSkipVerify = true
-			cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-				if c.isInsecure(cs.ServerName) {
-					return nil
+			// Whether to verify depends on the host:port dialed, which a VerifyConnection
+			// callback does not see (nor the host at all when it is an IP address: no SNI).
+			// Decide when dialing; every other host gets Go's full verification.
+			dial := t.DialContext
+			if dial == nil {
+				dial = (&net.Dialer{}).DialContext
+			}
+			handshakeTimeout := t.TLSHandshakeTimeout
+			t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				host, _, err := net.SplitHostPort(addr)
+				if err != nil {
+					host = addr
 				}
-				opts := x509.VerifyOptions{Roots: pool, DNSName: cs.ServerName, Intermediates: x509.NewCertPool()}
-				for _, ic := range cs.PeerCertificates[1:] {
-					opts.Intermediates.AddCert(ic)
+				hc := cfg.Clone()
+				hc.ServerName = host
+				hc.InsecureSkipVerify = c.isInsecure(addr)
+				conn, err := dial(ctx, network, addr)
+				if err != nil {
+					return nil, err
 				}
-				_, err := cs.PeerCertificates[0].Verify(opts)
-				return err
+				if handshakeTimeout > 0 {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, handshakeTimeout)
+					defer cancel()
+				}
+				tc := tls.Client(conn, hc)
+				if err := tc.HandshakeContext(ctx); err != nil {
+					conn.Close()
+					return nil, err
+				}
+				return tc, nil
 			}
 		}
-		t.TLSClientConfig = cfg
 	}
 	var rt http.RoundTripper = t
 	if c.Wrap != nil {
@@ -173,6 +199,10 @@ func Explain(err error) error {
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("timed out talking to the registry (raise --timeout if it is just slow): %w", err)
+	}
+	// (net.ErrClosed: the transport closed its end after the registry hung up mid-request.)
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("the registry closed the connection and retries ran out (is it, or a proxy in front of it, restarting or overloaded?); rerun to send what is missing: %w", err)
 	}
 	return err
 }

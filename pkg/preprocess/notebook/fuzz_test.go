@@ -70,13 +70,14 @@ func FuzzConvertCode(f *testing.F) {
 		}
 		for _, l := range in {
 			text := strings.TrimSpace(l)
-			for {
-				// "%time STMT" keeps STMT, under a comment
-				stmt, ok := strings.CutPrefix(text, "%time ")
-				if !ok || strings.TrimSpace(stmt) == "" {
+			for strings.HasPrefix(text, "%") && !strings.HasPrefix(text, "%%") {
+				// "%time STMT" (also "% time\tSTMT": blanks are allowed around the name) keeps
+				// STMT, under a comment
+				name, stmt := splitMagic(text[1:])
+				if name != "time" || stmt == "" {
 					break
 				}
-				text = strings.TrimSpace(stmt)
+				text = stmt
 			}
 			if text != "" && !strings.Contains(body, text) && !strings.Contains(body, strings.Trim(pyQuote(l+"\n"), "'")) {
 				t.Fatalf("line %q lost:\n%s", l, body)
