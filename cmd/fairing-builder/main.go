@@ -20,7 +20,7 @@ func main() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		// Compression makes garbage fast; without a limit the heap doubles before the GC runs.
 		// A soft limit keeps the builder small on any context size (GOMEMLIMIT overrides it).
-		debug.SetMemoryLimit(120 << 20)
+		debug.SetMemoryLimit(100 << 20)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -43,7 +43,7 @@ func FuzzTarRoundTrip(f *testing.F) {
 		if err != nil {
 			t.Skip() // e.g. one path is a parent of another file: refused by design
 		}
-		g := Group{Entries: es, dirs: map[string]*Entry{}}
+		g := Group{Entries: es, dirs: map[string]Entry{}}
 		es = g.tarEntries()
 		var buf bytes.Buffer
 		if err := writeTar(context.Background(), &buf, es, TarOptions{}); err != nil {

@@ -86,15 +86,11 @@ func (b *Builder) Build(ctx context.Context, groups []Group) ([]*Layer, error) {
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(b.opts.Jobs)
 	for i := range groups {
-		entries := groups[i].tarEntries()
-		if b.opts.Compression == Estargz {
-			entries = estargzOrder(entries, b.opts.Prioritize)
-		}
-		key, err := b.key(entries)
+		key, err := b.key(b.tarEntries(&groups[i]))
 		if err != nil {
 			return nil, fmt.Errorf("layer %q: %w", groups[i].Name, err)
 		}
-		l := &Layer{b: b, group: groups[i], entries: entries, key: key, mediaType: b.defaultMediaType(), shared: &layerState{}}
+		l := &Layer{b: b, group: groups[i], key: key, mediaType: b.defaultMediaType(), shared: &layerState{}}
 		layers[i] = l
 		if r, ok := b.cache.lookup(key); ok {
 			l.rec, l.hit = r, true
@@ -109,7 +105,9 @@ func (b *Builder) Build(ctx context.Context, groups []Group) ([]*Layer, error) {
 		}
 		g.Go(func() error {
 			start := time.Now()
-			r, err := b.write(ctx, key, entries)
+			// The tar's entry list is made again here rather than kept from the key: on a big
+			// context, holding every layer's list at once would double the builder's memory.
+			r, err := b.write(ctx, key, b.tarEntries(&l.group))
 			if err != nil {
 				return fmt.Errorf("write layer %q: %w", l.group.Name, err)
 			}
@@ -125,6 +123,15 @@ func (b *Builder) Build(ctx context.Context, groups []Group) ([]*Layer, error) {
 		return nil, err
 	}
 	return layers, nil
+}
+
+// tarEntries is exactly what the group's tar holds, in order.
+func (b *Builder) tarEntries(g *Group) []Entry {
+	entries := g.tarEntries()
+	if b.opts.Compression == Estargz {
+		entries = estargzOrder(entries, b.opts.Prioritize)
+	}
+	return entries
 }
 
 // key is the sha256 of a canonical listing of what the layer's tar holds plus the writer's
@@ -242,7 +249,6 @@ func (c *hashCounter) Write(p []byte) (int, error) {
 type Layer struct {
 	b         *Builder
 	group     Group
-	entries   []Entry
 	key       string
 	rec       record
 	hit       bool
@@ -387,7 +393,7 @@ func (l *Layer) ensureBlob() error {
 	}
 	if err := verifyBlob(l.b.cache.blobPath(l.rec.Digest), l.rec.Digest, l.rec.Size); err != nil {
 		l.b.cache.forget(l.key, l.rec)
-		r, werr := l.b.write(context.Background(), l.key, l.entries)
+		r, werr := l.b.write(context.Background(), l.key, l.b.tarEntries(&l.group))
 		if werr != nil {
 			return fmt.Errorf("layer %q: cached blob unusable (%v) and rebuilding it failed: %w", l.group.Name, err, werr)
 		}

@@ -251,10 +251,10 @@ func buildOne(t testing.TB, cacheDir string, entries []Entry, opts Options) *Lay
 	if err != nil {
 		t.Fatal(err)
 	}
-	dirs := map[string]*Entry{}
+	dirs := map[string]Entry{}
 	for i := range entries {
 		if entries[i].Type == TypeDir {
-			dirs[entries[i].Path] = &entries[i]
+			dirs[entries[i].Path] = entries[i]
 		}
 	}
 	ls, err := b.Build(context.Background(), []Group{{Name: "all", Entries: entries, dirs: dirs}})
@@ -599,5 +599,31 @@ func BenchmarkMakeUnchanged(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		makeLayers(b, root, cache, Options{})
+	}
+}
+
+func TestStatCacheFile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "stat")
+	c := OpenStatCache(file)
+	k := statKey{Size: 3, MtimeNs: 1, CtimeNs: 2, Ino: 4, Dev: 5, Mode: 0o644}
+	c.remember("/src/a.py", k, [32]byte{1, 2, 3}, time.Now().Add(-time.Hour))
+	if err := c.Save(); err != nil {
+		t.Fatal(err)
+	}
+	again := OpenStatCache(file)
+	if d, ok := again.lookup("/src/a.py", k); !ok || d != [32]byte{1, 2, 3} {
+		t.Fatalf("round trip lost the record: %v %v", d, ok)
+	}
+	if _, ok := again.lookup("/src/a.py", statKey{Size: 4}); ok {
+		t.Error("a changed stat matched")
+	}
+	// Torn or foreign files are an empty cache, never an error.
+	b, _ := os.ReadFile(file)
+	for _, bad := range [][]byte{b[:len(b)/2], []byte("garbage"), nil} {
+		os.WriteFile(file, bad, 0o644)
+		if _, ok := OpenStatCache(file).lookup("/src/a.py", k); ok {
+			t.Errorf("a damaged file (%d bytes) still answered", len(bad))
+		}
 	}
 }

@@ -50,7 +50,7 @@ type Group struct {
 	Entries []Entry
 	// dirs holds every directory of the whole plan, for the modes of parents written into
 	// this layer.
-	dirs map[string]*Entry
+	dirs map[string]Entry
 }
 
 // dependencyNames are the files that describe dependencies: they change rarely and, on the
@@ -83,20 +83,25 @@ func IsDependencyFile(p string) bool {
 // over the sorted paths, generated files on top. The order is stable and the number of layers
 // bounded. Adding, changing or deleting one source file changes one source layer (or two, when
 // the file itself is a boundary).
+//
+// Plan reorders entries in place (by class, keeping path order within a class) and the groups
+// are slices of it: a context of 100,000 files is held once, not copied per class.
 func Plan(entries []Entry, opts PlanOptions) []Group {
 	opts = opts.withDefaults()
-	dirs := map[string]*Entry{}
+	dirs := map[string]Entry{}
 	for i := range entries {
 		if entries[i].Type == TypeDir {
-			dirs[entries[i].Path] = &entries[i]
+			dirs[entries[i].Path] = entries[i]
 		}
 	}
-	var deps, large, source, top []Entry
 	depPaths := make([]string, len(opts.DepsPaths))
 	for i, d := range opts.DepsPaths {
 		depPaths[i] = cleanImagePath(d)
 	}
-	for _, e := range entries {
+	// rank: 0 dependencies, 1 large, 2 source, 3 generated
+	rank := make([]uint8, len(entries))
+	var large []int
+	for i, e := range entries {
 		c := classify(e, opts)
 		for _, d := range depPaths {
 			if e.Type != TypeDir && (e.Path == d || strings.HasPrefix(e.Path, d+"/")) && e.Class != ClassTop {
@@ -105,38 +110,49 @@ func Plan(entries []Entry, opts PlanOptions) []Group {
 		}
 		switch c {
 		case ClassDeps:
-			deps = append(deps, e)
+			rank[i] = 0
 		case ClassLarge:
-			large = append(large, e)
+			rank[i] = 1
+			large = append(large, i)
 		case ClassTop:
-			top = append(top, e)
+			rank[i] = 3
 		default:
-			source = append(source, e)
+			rank[i] = 2
 		}
 	}
 	// The biggest files get their own layers; the rest rejoin the source partition.
 	if len(large) > opts.MaxLargeLayers {
-		sort.SliceStable(large, func(i, j int) bool {
-			if large[i].Size != large[j].Size {
-				return large[i].Size > large[j].Size
+		sort.SliceStable(large, func(a, b int) bool {
+			ea, eb := &entries[large[a]], &entries[large[b]]
+			if ea.Size != eb.Size {
+				return ea.Size > eb.Size
 			}
-			return large[i].Path < large[j].Path
+			return ea.Path < eb.Path
 		})
-		source = append(source, large[opts.MaxLargeLayers:]...)
-		large = large[:opts.MaxLargeLayers]
-		sortEntries(source)
+		for _, i := range large[opts.MaxLargeLayers:] {
+			rank[i] = 2
+		}
 	}
-	sortEntries(large)
+	var bounds [5]int // entries[bounds[r]:bounds[r+1]] have rank r, in path order
+	for _, r := range rank {
+		bounds[r+1]++
+	}
+	for r := 1; r < 5; r++ {
+		bounds[r] += bounds[r-1]
+	}
+	permute(entries, rank, bounds)
+	deps, largeEs, source, top := entries[bounds[0]:bounds[1]], entries[bounds[1]:bounds[2]], entries[bounds[2]:bounds[3]], entries[bounds[3]:bounds[4]]
 
 	var groups []Group
 	add := func(name string, c Class, es []Entry) {
 		if len(es) > 0 {
-			groups = append(groups, Group{Name: name, Class: c, Entries: es, dirs: dirs})
+			// capacity cut: groups share entries' array and must never append into a neighbour
+			groups = append(groups, Group{Name: name, Class: c, Entries: es[:len(es):len(es)], dirs: dirs})
 		}
 	}
 	add("dependencies", ClassDeps, deps)
-	for _, e := range large {
-		add("large: /"+e.Path, ClassLarge, []Entry{e})
+	for i := range largeEs {
+		add("large: /"+largeEs[i].Path, ClassLarge, largeEs[i:i+1:i+1])
 	}
 	chunks := chunkSource(source, opts.ChunkBytes)
 	for i, c := range chunks {
@@ -148,6 +164,24 @@ func Plan(entries []Entry, opts PlanOptions) []Group {
 	}
 	add("generated", ClassTop, top)
 	return groups
+}
+
+// permute moves entries to their rank's region, keeping their order within a rank, in place
+// (following the cycles of the permutation), so the entries are never copied wholesale.
+func permute(entries []Entry, rank []uint8, bounds [5]int) {
+	next := bounds
+	dest := make([]int32, len(entries))
+	for i, r := range rank {
+		dest[i] = int32(next[r])
+		next[r]++
+	}
+	for i := range entries {
+		for int(dest[i]) != i {
+			j := dest[i]
+			entries[i], entries[j] = entries[j], entries[i]
+			dest[i], dest[j] = dest[j], dest[i]
+		}
+	}
 }
 
 func classify(e Entry, opts PlanOptions) Class {
@@ -231,7 +265,7 @@ func (g *Group) tarEntries() []Entry {
 		for d := path.Dir(e.Path); d != "." && !seen[d]; d = path.Dir(d) {
 			seen[d] = true
 			if de, ok := g.dirs[d]; ok {
-				out = append(out, *de)
+				out = append(out, de)
 			} else {
 				out = append(out, Entry{Path: d, Type: TypeDir, Mode: 0o755})
 			}

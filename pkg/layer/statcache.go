@@ -4,7 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
-	"encoding/gob"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -25,9 +25,11 @@ type StatCache struct {
 	// tmpDir holds the temporary file of Save ("": file's directory).
 	tmpDir string
 
-	mu   sync.Mutex
-	old  map[string]statRecord
-	seen map[string]statRecord
+	mu sync.Mutex
+	// one map for what was loaded and what this build saw: on a context of 100,000 files a
+	// second map would cost tens of megabytes
+	m    map[string]statRecord
+	seen int
 	// changed is set when a digest was learned: only then is the file rewritten.
 	changed bool
 }
@@ -35,6 +37,7 @@ type StatCache struct {
 type statRecord struct {
 	K      statKey
 	Digest [32]byte
+	seen   bool
 }
 
 // racyWindow is how recently a file may have been modified for its digest not to be
@@ -48,10 +51,13 @@ func racyWindow(mtime time.Time) time.Duration {
 	return 2 * time.Second
 }
 
+// statCacheMagic starts the file; another format (or a torn file) reads as an empty cache.
+const statCacheMagic = "fairing-statcache/1\n"
+
 // OpenStatCache loads the cache stored in file. A missing or unreadable file gives an empty
 // cache: it is only an accelerator, never a source of truth.
 func OpenStatCache(file string) *StatCache {
-	c := &StatCache{file: file, old: map[string]statRecord{}, seen: map[string]statRecord{}}
+	c := &StatCache{file: file, m: map[string]statRecord{}}
 	if file == "" {
 		return c
 	}
@@ -60,19 +66,57 @@ func OpenStatCache(file string) *StatCache {
 		return c
 	}
 	defer f.Close()
-	var m map[string]statRecord
-	if err := gob.NewDecoder(bufio.NewReader(f)).Decode(&m); err == nil {
-		c.old = m
+	m, err := readStatCache(bufio.NewReaderSize(f, 256<<10))
+	if err == nil {
+		c.m = m
 	}
 	return c
+}
+
+// The file is the magic line, then per file: uvarint path length, path, size, mtime, ctime,
+// inode, device, mode (8 bytes each, little endian), sha256; then an end marker (length 0).
+func readStatCache(r *bufio.Reader) (map[string]statRecord, error) {
+	magic := make([]byte, len(statCacheMagic))
+	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != statCacheMagic {
+		return nil, errors.New("not a stat cache")
+	}
+	m := map[string]statRecord{}
+	var fixed [6*8 + 32]byte
+	for {
+		n, err := binary.ReadUvarint(r)
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return m, nil
+		}
+		if n > 1<<16 {
+			return nil, errors.New("corrupt stat cache")
+		}
+		p := make([]byte, n)
+		if _, err := io.ReadFull(r, p); err != nil {
+			return nil, err
+		}
+		if _, err := io.ReadFull(r, fixed[:]); err != nil {
+			return nil, err
+		}
+		u := func(i int) uint64 { return binary.LittleEndian.Uint64(fixed[i*8:]) }
+		rec := statRecord{K: statKey{Size: int64(u(0)), MtimeNs: int64(u(1)), CtimeNs: int64(u(2)), Ino: u(3), Dev: u(4), Mode: uint32(u(5))}}
+		copy(rec.Digest[:], fixed[48:])
+		m[string(p)] = rec
+	}
 }
 
 func (c *StatCache) lookup(p string, k statKey) ([32]byte, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	r, ok := c.old[p]
+	r, ok := c.m[p]
 	if ok && r.K == k {
-		c.seen[p] = r
+		if !r.seen {
+			r.seen = true
+			c.m[p] = r
+			c.seen++
+		}
 		return r.Digest, true
 	}
 	return [32]byte{}, false
@@ -83,7 +127,10 @@ func (c *StatCache) remember(p string, k statKey, d [32]byte, mtime time.Time) {
 		return
 	}
 	c.mu.Lock()
-	c.seen[p] = statRecord{K: k, Digest: d}
+	if !c.m[p].seen {
+		c.seen++
+	}
+	c.m[p] = statRecord{K: k, Digest: d, seen: true}
 	c.changed = true
 	c.mu.Unlock()
 }
@@ -95,11 +142,35 @@ func (c *StatCache) Save() error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.changed && len(c.seen) == len(c.old) {
+	if !c.changed && c.seen == len(c.m) {
 		return nil // the same files with the same digests: the file on disk says it already
 	}
 	return writeFileAtomic(c.file, c.tmpDir, func(w io.Writer) error {
-		return gob.NewEncoder(w).Encode(c.seen)
+		if _, err := io.WriteString(w, statCacheMagic); err != nil {
+			return err
+		}
+		var buf [binary.MaxVarintLen64 + 6*8 + 32]byte
+		for p, r := range c.m {
+			if !r.seen {
+				continue
+			}
+			n := binary.PutUvarint(buf[:], uint64(len(p)))
+			if _, err := w.Write(buf[:n]); err != nil {
+				return err
+			}
+			if _, err := io.WriteString(w, p); err != nil {
+				return err
+			}
+			for i, v := range []uint64{uint64(r.K.Size), uint64(r.K.MtimeNs), uint64(r.K.CtimeNs), r.K.Ino, r.K.Dev, uint64(r.K.Mode)} {
+				binary.LittleEndian.PutUint64(buf[i*8:], v)
+			}
+			copy(buf[48:], r.Digest[:])
+			if _, err := w.Write(buf[:80]); err != nil {
+				return err
+			}
+		}
+		_, err := w.Write([]byte{0})
+		return err
 	})
 }
 
