@@ -5,6 +5,7 @@
 // benchmarks/README.md.
 //
 //	harness run -builder BIN -crane BIN -buildkitd BIN -buildctl BIN [-sizes small,medium,large] [-runs 5] [-quick]
+//	harness report -out DIR A/samples.json B/samples.json   merge runs (e.g. the large workload measured apart) and write one report
 //	harness gen -size medium -out DIR        write a workload
 //	harness profile -context DIR ...         CPU profile of the builder, in process
 //	harness freeport                         print a free TCP port on 127.0.0.1
@@ -19,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -30,13 +32,15 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: harness run|gen|profile|freeport [flags] (see benchmarks/README.md)")
+		fmt.Fprintln(os.Stderr, "usage: harness run|report|gen|profile|freeport [flags] (see benchmarks/README.md)")
 		os.Exit(2)
 	}
 	var err error
 	switch os.Args[1] {
 	case "run":
 		err = cmdRun(ctx, os.Args[2:])
+	case "report":
+		err = cmdReport(os.Args[2:])
 	case "gen":
 		err = cmdGen(ctx, os.Args[2:])
 	case "profile":
@@ -196,6 +200,62 @@ func writeResults(dir string, r *Results) error {
 	writeMarkdown(os.Stdout, r)
 	fmt.Fprintf(os.Stderr, "results in %s\n", dir)
 	return nil
+}
+
+// cmdReport merges the samples of several runs (say, small and medium in one, large in another)
+// into one report: tables, plots and the machine description of the first.
+func cmdReport(args []string) error {
+	fs := flag.NewFlagSet("report", flag.ExitOnError)
+	out := fs.String("out", "", "results folder to write")
+	label := fs.String("label", "", "label (default: the first run's)")
+	fs.Parse(args)
+	if *out == "" || fs.NArg() == 0 {
+		return fmt.Errorf("usage: harness report -out DIR SAMPLES.json...")
+	}
+	var all []*Results
+	for _, p := range fs.Args() {
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		r := &Results{}
+		if err := json.Unmarshal(raw, r); err != nil {
+			return fmt.Errorf("read %s: %w", p, err)
+		}
+		all = append(all, r)
+	}
+	m := mergeResults(all)
+	if *label != "" {
+		m.Label = *label
+	}
+	return writeResults(*out, m)
+}
+
+// mergeResults puts the suites of several runs together: main suites by workload size, then
+// the deps suites.
+func mergeResults(all []*Results) *Results {
+	m := *all[0]
+	m.ToolDesc = map[string]string{}
+	m.Suites = nil
+	m.Failures = nil
+	for _, r := range all {
+		for k, v := range r.ToolDesc {
+			m.ToolDesc[k] = v
+		}
+		m.Suites = append(m.Suites, r.Suites...)
+		m.Failures = append(m.Failures, r.Failures...)
+		m.Quick = m.Quick || r.Quick
+	}
+	m.LoadEnd = all[len(all)-1].LoadEnd
+	rank := func(s SuiteResult) int {
+		n := int(s.Bytes / 1000)
+		if s.Suite != "main" {
+			n += 1 << 40
+		}
+		return n
+	}
+	sort.SliceStable(m.Suites, func(i, j int) bool { return rank(m.Suites[i]) < rank(m.Suites[j]) })
+	return &m
 }
 
 func cmdGen(ctx context.Context, args []string) error {

@@ -196,3 +196,20 @@ func TestLogAxis(t *testing.T) {
 		t.Errorf("at: %v %v %v", a.at(0.01), a.at(100), a.at(1))
 	}
 }
+
+func TestMergeResults(t *testing.T) {
+	a, b := sampleResults(), sampleResults()
+	a.Suites = a.Suites[1:2] // medium
+	b.Suites = []SuiteResult{b.Suites[2], b.Suites[0]}
+	m := mergeResults([]*Results{a, b})
+	var got []string
+	for _, s := range m.Suites {
+		got = append(got, s.Suite+"/"+s.Workload.Name)
+	}
+	if strings.Join(got, ",") != "main/small,main/medium,deps/small" {
+		t.Errorf("merged suites %v", got)
+	}
+	if len(m.Failures) != 2 {
+		t.Errorf("failures %v", m.Failures)
+	}
+}
