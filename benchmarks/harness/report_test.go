@@ -57,13 +57,23 @@ func TestRotate(t *testing.T) {
 
 func TestFloor(t *testing.T) {
 	l := &Limits{WalkMs: 10, PgzipTextMBps: 100, PgzipTextRatio: 0.25, PgzipWeightsMBps: 1000, PgzipWeightsRatio: 1, UploadMBps: 200}
-	m := &OurMeta{BytesUploaded: 20_000_000, Layers: []metaLayer{
+	m := &OurMeta{Entries: 10, FilesHashed: 10, BytesUploaded: 20_000_000, Layers: []metaLayer{
 		{Name: "source 1/2", Size: 5_000_000},                               // 20 MB of text: 200 ms
 		{Name: "large: /app/w.bin", Size: 100_000_000, Cached: true},        // cached: free
 		{Name: "large: /app/x.bin", Size: 100_000_000, Origin: "registry"}}} // found in the registry: free
 	// 10 ms walk + 200 ms compression + 100 ms upload.
-	if got := floor(l, m); got < 309.9 || got > 310.1 {
+	if got := floor(l, m, 1e9); got < 309.9 || got > 310.1 {
 		t.Errorf("floor = %v ms, want 310", got)
+	}
+	// Nothing built: hashing the context (1 GB at 1000 MB/s) is the work; a pushed context
+	// (no entries listed) has no walk either.
+	l.SHA256MBps = 1000
+	m2 := &OurMeta{Entries: 10, FilesHashed: 5}
+	if got := floor(l, m2, 1e9); got != 10+500 {
+		t.Errorf("floor, nothing built = %v ms, want 510", got)
+	}
+	if got := floor(l, &OurMeta{}, 1e9); got != 0 {
+		t.Errorf("floor, pushed context = %v ms, want 0", got)
 	}
 	if m.Rebuilt() != 1 {
 		t.Errorf("Rebuilt = %d, want 1", m.Rebuilt())
