@@ -160,7 +160,6 @@ func floorOf(su SuiteResult, sr ScenarioResult, tool string) stats {
 	return med(sr, tool, func(s Sample) (float64, bool) { return floor(su.Limits, s.Meta, su.Bytes), s.Meta != nil })
 }
 
-
 // present lists the tools of order that have samples in the suite.
 func present(su SuiteResult, order []string) []string {
 	var out []string
