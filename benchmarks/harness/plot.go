@@ -95,7 +95,11 @@ func (s *svg) legend(x, y float64, tools []string) {
 	for i, t := range tools {
 		yy := y + float64(i)*16
 		s.f(`<rect x="%.1f" y="%.1f" width="12" height="12" fill="%s"/>`+"\n", x, yy, toolColor[t])
-		s.text(x+16, yy+10, "start", "11", t)
+		label := t
+		if t == tInCluster {
+			label = "in-cluster (pod)"
+		}
+		s.text(x+16, yy+10, "start", "11", label)
 	}
 }
 
@@ -123,7 +127,7 @@ func timePlot(su SuiteResult) string {
 	if vmax == 0 {
 		vmin, vmax = 0.01, 1
 	}
-	const left, top, right, bottom, legendW = 64.0, 36.0, 16.0, 56.0, 110.0
+	const left, top, right, bottom, legendW = 64.0, 36.0, 16.0, 56.0, 120.0
 	groupW := float64(len(tools))*12 + 18
 	w := left + groupW*float64(len(su.Scenarios)) + right + legendW
 	h := 380.0
@@ -180,7 +184,7 @@ func scalingPlot(r *Results) string {
 	if vmax == 0 {
 		vmin, vmax = 0.01, 1
 	}
-	const left, top, bottom, panelW, gap, legendW = 64.0, 40.0, 50.0, 260.0, 40.0, 110.0
+	const left, top, bottom, panelW, gap, legendW = 64.0, 40.0, 50.0, 260.0, 40.0, 120.0
 	h := 360.0
 	w := left + float64(len(scalingScenarios))*(panelW+gap) + legendW
 	ya := newLogAxis(vmin, vmax, h-bottom, top)
@@ -190,8 +194,8 @@ func scalingPlot(r *Results) string {
 		x0 := left + float64(i)*(panelW+gap)
 		xa := newLogAxis(smin, smax, x0, x0+panelW)
 		s.yAxis(ya, x0, x0+panelW, fmtSecs)
-		major, _ := xa.ticks()
-		for _, v := range major {
+		// Labels at the decades only: a panel is too narrow for 1-2-5.
+		for v := xa.lo; v <= xa.hi*1.0001; v *= 10 {
 			s.f(`<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="#ccc"/>`+"\n", xa.at(v), xa.at(v), ya.p1, ya.p0)
 			s.text(xa.at(v), h-bottom+14, "middle", "10", fmtMB(v))
 		}

@@ -608,11 +608,11 @@ func writeCompression(w io.Writer, su SuiteResult) {
 		return
 	}
 	fmt.Fprintf(w, "\n### Compression: gzip (default) vs zstd vs eStargz (fairing-builder, append path)\n\n")
-	fmt.Fprintf(w, "Wall time (median), its ratio to gzip's, CPU ratio to gzip's; layer size = compressed size of the layers fairing added, and its ratio to gzip's.\n\n")
+	fmt.Fprintf(w, "Wall time (median), its ratio to gzip's, CPU ratio to gzip's; layer size = compressed size of the layers fairing added, and its ratio to gzip's; peak RSS.\n\n")
 	fmt.Fprintf(w, "| scenario | gzip | %s |\n|---|---|%s\n", strings.Join(cs, " | "), strings.Repeat("---|", len(cs)))
 	for _, sr := range su.Scenarios {
 		gz := med(sr, tFairing, wall)
-		cells := []string{fmt.Sprintf("%s, %.1f MB", secs(gz.median), med(sr, tFairing, layerMB).median)}
+		cells := []string{fmt.Sprintf("%s, %.1f MB; %.0f MB RSS", secs(gz.median), med(sr, tFairing, layerMB).median, med(sr, tFairing, rss).max_)}
 		for _, c := range cs {
 			x := med(sr, c, wall)
 			if x.n == 0 || gz.n == 0 {
@@ -620,8 +620,8 @@ func writeCompression(w io.Writer, su SuiteResult) {
 				continue
 			}
 			gzMB, xMB := med(sr, tFairing, layerMB).median, med(sr, c, layerMB).median
-			cells = append(cells, fmt.Sprintf("%s (%.2f×, CPU %s×), %.1f MB (%.3f×)", secs(x.median), x.median/gz.median,
-				div(med(sr, c, cpu), med(sr, tFairing, cpu)), xMB, xMB/gzMB))
+			cells = append(cells, fmt.Sprintf("%s (%.2f×, CPU %s×), %.1f MB (%.3f×); %.0f MB RSS", secs(x.median), x.median/gz.median,
+				div(med(sr, c, cpu), med(sr, tFairing, cpu)), xMB, xMB/gzMB, med(sr, c, rss).max_))
 		}
 		fmt.Fprintf(w, "| %s | %s |\n", sr.Name, strings.Join(cells, " | "))
 	}
