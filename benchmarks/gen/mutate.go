@@ -16,6 +16,9 @@ import (
 type Mutator struct {
 	Dir  string
 	Seed uint64
+	// Skip are path prefixes (relative, slash-separated) no mutation touches, such as a local
+	// package the requirements install.
+	Skip []string
 	step uint64
 }
 
@@ -40,7 +43,13 @@ func (m *Mutator) sources() ([]string, error) {
 		}
 		if d.Type().IsRegular() && strings.HasSuffix(p, ".py") && d.Name() != "__init__.py" {
 			rel, _ := filepath.Rel(m.Dir, p)
-			out = append(out, filepath.ToSlash(rel))
+			rel = filepath.ToSlash(rel)
+			for _, s := range m.Skip {
+				if strings.HasPrefix(rel, s) {
+					return nil
+				}
+			}
+			out = append(out, rel)
 		}
 		return nil
 	})

@@ -30,6 +30,9 @@ type Limits struct {
 	PgzipWeightsRatio float64 `json:"pgzip_weights_ratio"`
 	// stdlib compress/gzip BestSpeed on one core: what crane compresses with (twice when cold).
 	GzipStdTextMBps float64 `json:"gzip_std_text_mbps"`
+	// stdlib compress/gzip at its default level (6), one core: what BuildKit's and docker's
+	// exporters compress with by default.
+	Gzip6TextMBps float64 `json:"gzip6_text_mbps"`
 	// WalkDir + Lstat of the whole context, warm page cache: the floor of an unchanged build.
 	WalkMs      float64 `json:"walk_ms"`
 	WalkEntries int     `json:"walk_entries"`
@@ -37,7 +40,17 @@ type Limits struct {
 	UploadMBps  float64 `json:"upload_mbps"`
 	UploadBytes int64   `json:"upload_bytes"`
 	Cores       int     `json:"cores"`
+	// ExecMs: start and exit of the builder binary (`version`), as the launcher measures it;
+	// RequestMs: one small HTTP request to the registry. Even a build that does nothing pays
+	// one of the first and a few of the second (base manifest and config, the destination's
+	// manifest).
+	ExecMs    float64 `json:"exec_ms"`
+	RequestMs float64 `json:"request_ms"`
 }
+
+// requestsPerBuild are the registry round trips every build makes, at least: the base's
+// manifest and config, the destination's manifest, and the manifest put or check.
+const requestsPerBuild = 4
 
 // best runs f until it has run at least passes times and minTime has elapsed, and returns
 // the fastest pass.
@@ -98,8 +111,33 @@ func pgzipPass(data []byte) (int64, error) {
 	return cw.n, zw.Close()
 }
 
-func measureLimits(ctx context.Context, ctxDir, registry string, uploadBytes int64) (Limits, error) {
+func measureLimits(ctx context.Context, ctxDir, registry string, uploadBytes int64, builder string) (Limits, error) {
 	l := Limits{Cores: runtime.GOMAXPROCS(0)}
+	if builder != "" {
+		for i := 0; i < 5; i++ {
+			st, _, err := runStep(ctx, "exec", nil, builder, "version")
+			if err != nil {
+				return l, fmt.Errorf("run %s version: %w", builder, err)
+			}
+			if l.ExecMs == 0 || st.WallMs < l.ExecMs {
+				l.ExecMs = st.WallMs
+			}
+		}
+	}
+	if registry != "" {
+		d, err := best(20, 0, func() error {
+			resp, err := http.Get("http://" + registry + "/v2/")
+			if err != nil {
+				return err
+			}
+			io.Copy(io.Discard, resp.Body)
+			return resp.Body.Close()
+		})
+		if err != nil {
+			return l, fmt.Errorf("request to %s: %w", registry, err)
+		}
+		l.RequestMs = ms(d)
+	}
 	isWeights := func(p string) bool {
 		return strings.Contains(p, string(filepath.Separator)+"models"+string(filepath.Separator))
 	}
@@ -135,6 +173,12 @@ func measureLimits(ctx context.Context, ctxDir, registry string, uploadBytes int
 		return zw.Close()
 	})
 	l.GzipStdTextMBps = mbps(int64(len(text)), d)
+	d, _ = best(1, 0, func() error {
+		zw, _ := gzip.NewWriterLevel(io.Discard, gzip.DefaultCompression)
+		zw.Write(text[:min(len(text), 32<<20)])
+		return zw.Close()
+	})
+	l.Gzip6TextMBps = mbps(int64(min(len(text), 32<<20)), d)
 
 	d, err = best(3, 0, func() error {
 		n := 0

@@ -20,10 +20,8 @@ type Machine struct {
 	Go         string  `json:"go"`
 	Disk       string  `json:"disk"` // device and filesystem of the work dir
 	DiskFreeGB float64 `json:"disk_free_gb"`
-	Builder    string  `json:"builder"`
-	Crane      string  `json:"crane"`
-	Registry   string  `json:"registry"`
-	Tar        string  `json:"tar"`
+	// Versions of every tool measured, as run.sh found them.
+	Versions map[string]string `json:"versions"`
 }
 
 func firstMatch(file, prefix string) string {

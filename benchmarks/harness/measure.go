@@ -22,6 +22,9 @@ type Step struct {
 	UserMs   float64 `json:"user_ms"`
 	SysMs    float64 `json:"sys_ms"`
 	MaxRSSKB int64   `json:"maxrss_kb"`
+	// Aside: shown beside the run but not part of its total (the in-cluster style's
+	// push-context, which happens on the laptop before the build pod starts).
+	Aside bool `json:"aside,omitempty"`
 }
 
 // runStep runs argv through the launcher (benchmarks/launch, beside this binary) and measures it. stdout is returned; stderr is
@@ -33,6 +36,11 @@ type Step struct {
 // MB after measuring the limits) as its Maxrss. The launcher is small and fresh: what the tool
 // inherits from it is a few MB.
 func runStep(ctx context.Context, name string, env []string, argv ...string) (Step, []byte, error) {
+	return runStepStderr(ctx, name, env, "", argv...)
+}
+
+// runStepStderr is runStep that also writes the tool's stderr to stderrFile (when not empty).
+func runStepStderr(ctx context.Context, name string, env []string, stderrFile string, argv ...string) (Step, []byte, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return Step{Name: name}, nil, err
@@ -54,6 +62,9 @@ func runStep(ctx context.Context, name string, env []string, argv ...string) (St
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
 	err = cmd.Run()
+	if stderrFile != "" {
+		os.WriteFile(stderrFile, errb.Bytes(), 0o644)
+	}
 	s := Step{Name: name}
 	if b, rerr := os.ReadFile(res.Name()); rerr == nil && len(b) > 0 {
 		if jerr := json.Unmarshal(b, &s); jerr != nil && err == nil {

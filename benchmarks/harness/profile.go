@@ -23,7 +23,8 @@ import (
 // measured builds but inside the profile window, under benchmarks/gen frames.
 func cmdProfile(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("profile", flag.ExitOnError)
-	registry := fs.String("registry", "", "HOST:PORT of the registry (gives the default -destination)")
+	regAddr := fs.String("registry", "", "HOST:PORT of the registry (gives the default -destination); empty: start one with -registry-bin")
+	registryBin := fs.String("registry-bin", "docker-registry", "docker-registry binary, for a registry of the profile's own")
 	work := fs.String("work", filepath.Join(os.TempDir(), "fairing-bench", "work"), "scratch folder")
 	ctxDir := fs.String("context", "", "context folder (default: generate -size into WORK/ctx)")
 	size := fs.String("size", "medium", "workload to generate when -context is not given")
@@ -33,8 +34,24 @@ func cmdProfile(ctx context.Context, args []string) error {
 	n := fs.Int("n", 5, "builds to profile")
 	outDir := fs.String("out", "", "folder for cpu.pprof and heap.pprof (default WORK/../profile-SCENARIO)")
 	fs.Parse(args)
-	if *dest == "" && *registry != "" {
-		*dest = *registry + "/bench/profile:main"
+	if *regAddr == "" {
+		b := &bench{cfg: Config{Work: *work}}
+		b.reg = &registry{name: "registry", bin: *registryBin, dir: filepath.Join(*work, "registry"), pidDir: filepath.Join(*work, "pids")}
+		os.RemoveAll(b.reg.dir)
+		if err := b.reg.start(ctx); err != nil {
+			return err
+		}
+		defer func() { b.reg.stop(); os.RemoveAll(b.reg.dir) }()
+		if err := b.pushBases(ctx); err != nil {
+			return err
+		}
+		*regAddr = b.reg.addr()
+		if *base == "" {
+			*base = b.bases["main"]
+		}
+	}
+	if *dest == "" && *regAddr != "" {
+		*dest = *regAddr + "/bench/profile:main"
 	}
 	if *base == "" || *dest == "" {
 		return fmt.Errorf("profile needs -base and -registry or -destination (benchmarks/run.sh profile gives them)")

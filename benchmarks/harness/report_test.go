@@ -2,6 +2,10 @@ package main
 
 import (
 	"bytes"
+	"encoding/xml"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -39,44 +43,183 @@ func TestTrimTag(t *testing.T) {
 	}
 }
 
-func TestFloor(t *testing.T) {
-	l := Limits{WalkMs: 10, PgzipTextMBps: 100, PgzipTextRatio: 0.25, PgzipWeightsMBps: 1000, PgzipWeightsRatio: 1, UploadMBps: 200}
-	m := &OurMeta{BytesUploaded: 20_000_000}
-	m.Layers = append(m.Layers,
-		struct {
-			Name   string `json:"name"`
-			Size   int64  `json:"size"`
-			Cached bool   `json:"cached"`
-		}{"source 1/2", 5_000_000, false}, // 20 MB of text: 200 ms
-		struct {
-			Name   string `json:"name"`
-			Size   int64  `json:"size"`
-			Cached bool   `json:"cached"`
-		}{"large: /app/w.bin", 100_000_000, true}) // cached: free
-	// 10 ms walk + 200 ms compression + 100 ms upload.
-	if got := floor(l, m); got < 309.9 || got > 310.1 {
-		t.Errorf("floor = %v ms, want 310", got)
+func TestRotate(t *testing.T) {
+	in := []string{"a", "b", "c"}
+	for rep, want := range []string{"a,b,c", "b,c,a", "c,a,b", "a,b,c"} {
+		if got := strings.Join(rotate(in, rep), ","); got != want {
+			t.Errorf("rotate(rep %d) = %s, want %s", rep, got, want)
+		}
+	}
+	if strings.Join(in, ",") != "a,b,c" {
+		t.Errorf("rotate changed its input: %v", in)
 	}
 }
 
-// The report reads a run with a failure and an unmet target without trouble, and says so.
-func TestWriteMarkdown(t *testing.T) {
-	r := &Results{Workload: gen.Specs["tiny"], Runs: 2, Limits: Limits{PgzipTextMBps: 100, PgzipTextRatio: 0.3, PgzipWeightsMBps: 1000, PgzipWeightsRatio: 1, UploadMBps: 100}}
-	sr := ScenarioResult{Name: "unchanged", Desc: "nothing changed"}
-	for rep := 0; rep < 2; rep++ {
-		sr.Samples = append(sr.Samples,
-			Sample{Tool: "fairing", Rep: rep, Total: Step{WallMs: 100, UserMs: 50, MaxRSSKB: 200 << 10}, Meta: &OurMeta{}},
-			Sample{Tool: "crane", Rep: rep, Total: Step{WallMs: 1000, UserMs: 900}, Steps: []Step{{Name: "tar", WallMs: 100}, {Name: "append", WallMs: 900}}})
+func TestFloor(t *testing.T) {
+	l := &Limits{WalkMs: 10, PgzipTextMBps: 100, PgzipTextRatio: 0.25, PgzipWeightsMBps: 1000, PgzipWeightsRatio: 1, UploadMBps: 200}
+	m := &OurMeta{Entries: 10, FilesHashed: 10, BytesUploaded: 20_000_000, Layers: []metaLayer{
+		{Name: "source 1/2", Size: 5_000_000},                               // 20 MB of text: 200 ms
+		{Name: "large: /app/w.bin", Size: 100_000_000, Cached: true},        // cached: free
+		{Name: "large: /app/x.bin", Size: 100_000_000, Origin: "registry"}}} // found in the registry: free
+	// 10 ms walk + 200 ms compression + 100 ms upload.
+	if got := floor(l, m, 1e9); got < 309.9 || got > 310.1 {
+		t.Errorf("floor = %v ms, want 310", got)
 	}
-	sr.Samples = append(sr.Samples, Sample{Tool: "crane", Rep: 2, Err: "boom"})
-	r.Scenarios = []ScenarioResult{sr}
-	r.Failures = []string{"unchanged/crane rep 2: boom"}
-	var b bytes.Buffer
-	writeMarkdown(&b, r)
-	out := b.String()
-	for _, want := range []string{"**10.0×**", "≥ 25× (**missed**)", "200 MB (target < 150 MB: **missed**)", "## Failures", "boom", "0.90 s"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("report lacks %q:\n%s", want, out)
+	// Nothing built: hashing the context (1 GB at 1000 MB/s) is the work; a pushed context
+	// (no entries listed) has no walk either.
+	l.SHA256MBps = 1000
+	m2 := &OurMeta{Entries: 10, FilesHashed: 5}
+	if got := floor(l, m2, 1e9); got != 10+500 {
+		t.Errorf("floor, nothing built = %v ms, want 510", got)
+	}
+	if got := floor(l, &OurMeta{}, 1e9); got != 0 {
+		t.Errorf("floor, pushed context = %v ms, want 0", got)
+	}
+	if m.Rebuilt() != 1 {
+		t.Errorf("Rebuilt = %d, want 1", m.Rebuilt())
+	}
+}
+
+func TestDockerDigest(t *testing.T) {
+	out := "The push refers to repository [127.0.0.1:5000/bench/docker]\n5f70bf18a086: Pushed\nmain: digest: sha256:" + strings.Repeat("ab", 32) + " size: 735\n"
+	m := dockerDigest.FindStringSubmatch(out)
+	if m == nil || m[1] != "sha256:"+strings.Repeat("ab", 32) {
+		t.Errorf("docker digest not found in %q: %v", out, m)
+	}
+}
+
+func TestProgressCached(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "progress.json")
+	os.WriteFile(p, []byte(`{"vertexes":[{"digest":"sha256:1","name":"[3/5] RUN python3 -m pip install -r requirements.txt","cached":true}]}
+not json
+{"vertexes":[{"digest":"sha256:2","name":"[5/5] COPY . /app/"}]}
+`), 0o644)
+	if c := progressCached(p); c == nil || !*c {
+		t.Errorf("progressCached = %v, want true", c)
+	}
+	os.WriteFile(p, []byte(`{"vertexes":[{"digest":"sha256:2","name":"[2/2] COPY . /app"}]}`), 0o644)
+	if c := progressCached(p); c != nil {
+		t.Errorf("no pip step: progressCached = %v, want nil", *c)
+	}
+}
+
+func sampleResults() *Results {
+	tr := true
+	r := &Results{Date: "2026-11-29T00:00:00Z", Label: "test", ToolDesc: map[string]string{}}
+	for _, t := range allTools() {
+		r.ToolDesc[t] = "desc of " + t
+	}
+	lim := &Limits{WalkMs: 10, PgzipTextMBps: 100, PgzipTextRatio: 0.3, PgzipWeightsMBps: 1000, PgzipWeightsRatio: 1, UploadMBps: 100}
+	for i, size := range []string{"small", "medium"} {
+		su := SuiteResult{Suite: "main", Workload: gen.Specs[size], Bytes: int64(20_000_000 * (1 + 9*i)), Runs: 2, Tools: allTools(), Limits: lim}
+		for _, sc := range []string{"cold", "unchanged", "edit-one"} {
+			sr := ScenarioResult{Name: sc, Desc: sc}
+			for rep := 0; rep < 2; rep++ {
+				sr.Samples = append(sr.Samples,
+					Sample{Tool: tFairing, Rep: rep, Total: Step{WallMs: 100, UserMs: 50, MaxRSSKB: 200 << 10}, LayerBytes: 1_000_000, Meta: &OurMeta{Layers: []metaLayer{{Name: "source", Size: 1_000_000}}}},
+					Sample{Tool: tFairingEstgz, Rep: rep, Total: Step{WallMs: 200, UserMs: 100}, LayerBytes: 1_100_000},
+					Sample{Tool: tCrane, Rep: rep, Total: Step{WallMs: 1000, UserMs: 900}, Steps: []Step{{Name: "tar", WallMs: 100}, {Name: "append", WallMs: 900}}},
+					Sample{Tool: tBuildctl, Rep: rep, Total: Step{WallMs: 3000, UserMs: 10}, DaemonCPUMs: 2000, DaemonRSSKB: 100 << 10},
+					Sample{Tool: tInCluster, Rep: rep, Total: Step{WallMs: 150, UserMs: 60}, Steps: []Step{{Name: "push-context", WallMs: 80, Aside: true}, {Name: "build", WallMs: 150}}, Meta: &OurMeta{}})
+			}
+			su.Scenarios = append(su.Scenarios, sr)
 		}
+		r.Suites = append(r.Suites, su)
+	}
+	deps := SuiteResult{Suite: "deps", Workload: gen.Specs["small"], Runs: 1, Tools: []string{tFairingBK, tBuildctl}}
+	for _, sc := range depsScenarios {
+		deps.Scenarios = append(deps.Scenarios, ScenarioResult{Name: sc, Samples: []Sample{
+			{Tool: tFairingBK, Total: Step{WallMs: 1000}, DepsCached: &tr},
+			{Tool: tBuildctl, Total: Step{WallMs: 1000}, DepsCached: &tr},
+		}})
+	}
+	r.Suites = append(r.Suites, deps)
+	r.Suites[1].Scenarios[1].Samples = append(r.Suites[1].Scenarios[1].Samples, Sample{Tool: tCrane, Rep: 2, Err: "boom"})
+	r.Failures = []string{"unchanged/crane rep 2: boom"}
+	return r
+}
+
+// The report reads a run with failures and unmet targets without trouble, and says so.
+func TestWriteMarkdown(t *testing.T) {
+	var b bytes.Buffer
+	writeMarkdown(&b, sampleResults())
+	out := b.String()
+	for _, want := range []string{
+		"unchanged: ≥ 25× faster than crane | 10.0× (CPU 18.0×) | **missed**",
+		"cold: ≥ 3× faster than buildctl | 30.0× (CPU 40.2×) | met",
+		"peak RSS < 150 MB whatever the context size | small 200 MB, medium 200 MB | **missed**",
+		"peak RSS flat from small to medium (within 25%) | 1.00× | met",
+		"BuildKit path ÷ buildctl ≤ 1.05, edit-one",
+		"pip step cached in 1 of 1 runs | met",
+		"eStargz cold build ≤ 1.5× gzip's | 2.00× (CPU 2.00×) | **missed**",
+		"## Failures", "boom", "![time per scenario, medium](time-medium.svg)", "scaling.svg",
+		"0.10 s ±0%", "+ 100 MB",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(out)
+	}
+}
+
+// The plots are well-formed SVG with a bar or a point per measured value.
+func TestPlots(t *testing.T) {
+	dir := t.TempDir()
+	r := sampleResults()
+	if err := writePlots(dir, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"time-small.svg", "time-medium.svg", "scaling.svg"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := xml.NewDecoder(bytes.NewReader(b))
+		n := 0
+		for {
+			tok, err := d.Token()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: not well-formed: %v", f, err)
+			}
+			if se, ok := tok.(xml.StartElement); ok && (se.Name.Local == "rect" || se.Name.Local == "circle") {
+				n++
+			}
+		}
+		if n < 6 {
+			t.Errorf("%s: %d marks, want a bar or point per tool and scenario", f, n)
+		}
+	}
+}
+
+func TestLogAxis(t *testing.T) {
+	a := newLogAxis(0.03, 40, 300, 0)
+	if a.lo != 0.01 || a.hi != 100 {
+		t.Errorf("decades %v..%v, want 0.01..100", a.lo, a.hi)
+	}
+	if a.at(0.01) != 300 || a.at(100) != 0 || a.at(1) != 150 {
+		t.Errorf("at: %v %v %v", a.at(0.01), a.at(100), a.at(1))
+	}
+}
+
+func TestMergeResults(t *testing.T) {
+	a, b := sampleResults(), sampleResults()
+	a.Suites = a.Suites[1:2] // medium
+	b.Suites = []SuiteResult{b.Suites[2], b.Suites[0]}
+	m := mergeResults([]*Results{a, b})
+	var got []string
+	for _, s := range m.Suites {
+		got = append(got, s.Suite+"/"+s.Workload.Name)
+	}
+	if strings.Join(got, ",") != "main/small,main/medium,deps/small" {
+		t.Errorf("merged suites %v", got)
+	}
+	if len(m.Failures) != 2 {
+		t.Errorf("failures %v", m.Failures)
 	}
 }
