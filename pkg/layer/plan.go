@@ -223,7 +223,21 @@ func chunkSource(es []Entry, maxBytes int64) [][]Entry {
 	for mean := uint64(total) / uint64(len(es)); mean > 0 && avg*mean < 1<<20 && avg < uint64(len(es)); {
 		avg *= 2
 	}
-	mask := avg - 1
+	// A forced cut only for outliers: on a big context the natural chunks are bigger than
+	// maxBytes, and cutting them all would just move the boundaries after every size change.
+	maxBytes = max(maxBytes, total*3/maxSourceLayers)
+	for {
+		chunks := cutChunks(es, avg-1, maxBytes)
+		// Too many: double the average (the boundaries of the next level are a subset of these,
+		// so this stays content-defined).
+		if len(chunks) <= maxSourceLayers || avg >= uint64(len(es)) {
+			return chunks
+		}
+		avg *= 2
+	}
+}
+
+func cutChunks(es []Entry, mask uint64, maxBytes int64) [][]Entry {
 	var chunks [][]Entry
 	start := 0
 	var bytes int64
@@ -239,18 +253,7 @@ func chunkSource(es []Entry, maxBytes int64) [][]Entry {
 			start, bytes = i+1, 0
 		}
 	}
-	chunks = append(chunks, es[start:])
-	// Beyond the cap, the last chunks merge: rare (it needs very unlucky hashes or a huge
-	// context), and bounded beats perfectly incremental there.
-	if len(chunks) > maxSourceLayers {
-		tail := chunks[maxSourceLayers-1:]
-		merged := tail[0][:len(tail[0]):len(tail[0])]
-		for _, c := range tail[1:] {
-			merged = append(merged, c...)
-		}
-		chunks = append(chunks[:maxSourceLayers-1], merged)
-	}
-	return chunks
+	return append(chunks, es[start:])
 }
 
 // tarEntries is the group's entries with every parent directory in front, sorted: exactly what
