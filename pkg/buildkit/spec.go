@@ -31,7 +31,7 @@ type Spec struct {
 	// Plan tunes the split (large-file threshold, chunking).
 	Plan layer.PlanOptions
 	// MinSourceLayer merges neighbouring source layers of the plan until each holds at least
-	// this many bytes; default 16 MiB. Every BuildKit layer is a COPY step of its own, with a
+	// this many bytes; default 64 MiB. Every BuildKit layer is a COPY step of its own, with a
 	// cost on every build, so small projects get one code layer and big ones a few. Negative:
 	// keep the planner's layers.
 	MinSourceLayer int64
@@ -161,7 +161,7 @@ func planSpec(ctx context.Context, s Spec) (*plan, error) {
 // touches one layer, and a larger one only when sizes move a group across the threshold.
 func mergeSource(groups []layer.Group, min int64) []layer.Group {
 	if min == 0 {
-		min = 16 << 20
+		min = 64 << 20 // each COPY step costs tens of ms on every build, cached or not
 	}
 	var out []layer.Group
 	var acc *layer.Group
