@@ -18,7 +18,14 @@ KLP=${KUBELET_PORT:-30250} KHP=${KUBELET_HEALTHZ_PORT:-30248}
 CNI_BIN=${CNI_BIN:-/usr/lib/cni}
 ts() { echo "[up $(date +%T.%3N)] $*" >&2; }
 for p in $EP $EPP $AP $KP $SP $KLP $KHP; do ! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo "port $p busy: another cluster running? (down.sh RUNDIR)" >&2; exit 1; }; done
-ip link show cibr0 >/dev/null 2>&1 && { echo "bridge cibr0 exists: another cluster on this machine? (down.sh RUNDIR)" >&2; exit 1; }
+if ip link show cibr0 >/dev/null 2>&1; then
+  # a live cluster has a kubelet or containerd of ours; without one, the bridge is a leftover of a killed run
+  # (whose RUNDIR we may not know): remove it rather than refuse to start
+  if pgrep -f -- '--config [^ ]*/containerd/config.toml' >/dev/null || pgrep -x kubelet >/dev/null; then
+    echo "bridge cibr0 exists and a kubelet or containerd runs: another cluster on this machine? (down.sh RUNDIR)" >&2; exit 1
+  fi
+  ip link del cibr0 && ts "removed stale bridge cibr0 (left by a killed run)"
+fi
 
 # --- PKI: CA, serving certs, client certs, service-account key pair, static token ---
 rm -rf "$P"; mkdir -p "$P"; (
