@@ -38,7 +38,16 @@ func ParseIgnore(r io.Reader, name string) (*patternmatcher.PatternMatcher, erro
 		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
 	for _, p := range patterns {
-		if _, err := patternmatcher.New([]string{p}); err != nil {
+		m, err := patternmatcher.New([]string{p})
+		if err == nil {
+			// Patterns compile lazily on their first match, and an exclusion is only tried once
+			// an earlier pattern matched: compile each one's body now, so a bad pattern fails
+			// the build here, with its name, not halfway through a walk.
+			if m, err = patternmatcher.New([]string{strings.TrimPrefix(p, "!")}); err == nil {
+				_, err = m.Matches("fairing-pattern-check")
+			}
+		}
+		if err != nil {
 			return nil, fmt.Errorf("%s: invalid pattern %q: %v", name, p, err)
 		}
 	}
@@ -48,11 +57,6 @@ func ParseIgnore(r io.Reader, name string) (*patternmatcher.PatternMatcher, erro
 	}
 	if len(pm.Patterns()) == 0 {
 		return nil, nil
-	}
-	// Patterns compile lazily on first match: compile them now, so a bad pattern fails the
-	// build here, with its name, not halfway through a walk.
-	if _, _, err := pm.MatchesUsingParentResults("fairing-pattern-check", patternmatcher.MatchInfo{}); err != nil {
-		return nil, fmt.Errorf("%s: invalid pattern: %v", name, err)
 	}
 	return pm, nil
 }
