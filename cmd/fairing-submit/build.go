@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/fairing-dev/fairing/internal/buildflags"
 	"github.com/fairing-dev/fairing/pkg/build"
@@ -134,6 +135,12 @@ func inClusterOptions(c *cli.Context, ns string) (incluster.Options, error) {
 	if c.String("image") != "" || c.String("image-from-file") != "" {
 		return o, usageErr("--build-in-cluster builds the image: drop --image and --image-from-file")
 	}
+	if c.String("pod-template") != "" {
+		// the file is on this machine; the submit step in the build pod would not find it, after the build
+		return o, usageErr("--pod-template cannot be used with --build-in-cluster: the workload is submitted from the build pod, " +
+			"which does not have the file; give the pod's settings with the pod flags (--volume, --env, --node-selector, --toleration, ...), " +
+			"or build with fairing-builder and then run fairing-submit run --image-from-file --pod-template")
+	}
 	if c.String("base") == "" {
 		return o, usageErr("--build-in-cluster needs --base: the image the context is appended to")
 	}
@@ -183,6 +190,13 @@ func inClusterOptions(c *cli.Context, ns string) (incluster.Options, error) {
 		}
 		if s.SubmitImage == "" {
 			s.SubmitImage = defaultImage("fairing-submit")
+		}
+	}
+	for _, f := range []string{"build-service-account", "registry-secret"} {
+		if v := c.String(f); v != "" {
+			if errs := validation.IsDNS1123Subdomain(v); len(errs) > 0 {
+				return o, usageErr("--%s %q is not a valid object name: %s", f, v, strings.Join(errs, "; "))
+			}
 		}
 	}
 	kind := c.String("builder")

@@ -106,6 +106,17 @@ func TestBuildInClusterBadInput(t *testing.T) {
 		{[]string{"--base", "r.example/b:1", "--destination", "r.example/app", "--builder", "kaniko"}, "--builder"},
 		{[]string{"--base", "r.example/b:1", "--destination", "r.example/app", "--builder", "append", "--cache-repo", "r.example/c"}, "needs --builder buildkit"},
 		{[]string{"--base", "r.example/b:1", "--destination", "r.example/app", "--buildkit-image", ""}, "pass --buildkit-image"},
+		{[]string{"--base", "r.example/b:1", "--destination", "r.example/app", "--pod-template", filepath.Join(dir, "train.py")},
+			"--pod-template cannot be used with --build-in-cluster"},
+		{[]string{"--base", "r.example/b:1", "--destination", "r.example/app", "--build-service-account", "Builder"},
+			`--build-service-account "Builder" is not a valid object name`},
+		{[]string{"--base", "r.example/b:1", "--destination", "r.example/app", "--registry-secret", "reg_cred"},
+			`--registry-secret "reg_cred" is not a valid object name`},
+		{[]string{"--base", "r.example/b:1", "--destination", "r.example/app", "--service-account", "Trainer"},
+			`--service-account "Trainer" is not a valid service account name`},
+		{[]string{"--base", "r.example/b:1", "--destination", "r.example/app", "--gpu", "1", "--gpu-vendor", "Bad_Domain/gpu"},
+			`--gpu-vendor "Bad_Domain/gpu" is not a valid resource name`},
+		{[]string{"--base", "r.example/b:1", "--destination", "r.example/app", "-n", "Team-A"}, `--namespace "Team-A" is not a valid namespace name`},
 	}
 	for _, tc := range tests {
 		out, errs, code := runCLI(t, append(append([]string{}, common...), tc.args...)...)

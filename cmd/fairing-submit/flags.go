@@ -6,6 +6,7 @@ import (
 	"github.com/fairing-dev/fairing/pkg/deploy"
 	"github.com/fairing-dev/fairing/pkg/deploy/kube"
 	"github.com/urfave/cli/v2"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // env names the FAIRING_* variable of a flag.
@@ -69,7 +70,19 @@ func clusterFlags() []cli.Flag {
 	return cat(catCluster,
 		&cli.StringFlag{Name: "kubeconfig", Usage: "kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account)", EnvVars: env("kubeconfig"), TakesFile: true},
 		str("context", "kubeconfig context to use"),
-		str("namespace", "namespace (default: the kubeconfig context's, the pod's own in a cluster, else default)", "n"),
+		&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, EnvVars: env("namespace"),
+			Usage: "namespace (default: the kubeconfig context's, the pod's own in a cluster, else default)",
+			Action: func(_ *cli.Context, ns string) error {
+				// refused here: the API server would only say that it does not exist. Empty (an
+				// exported but empty FAIRING_NAMESPACE) keeps the default, as before.
+				if ns == "" {
+					return nil
+				}
+				if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+					return usageErr("--namespace %q is not a valid namespace name: %s", ns, strings.Join(errs, "; "))
+				}
+				return nil
+			}},
 		strs("deployer-api", "pin a custom resource API version: training=v1, kserve=v1beta1 (repeatable)"),
 	)
 }

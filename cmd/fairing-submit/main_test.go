@@ -71,6 +71,9 @@ func TestBadInput(t *testing.T) {
 	dir := t.TempDir()
 	noDigest := filepath.Join(dir, "tag-only")
 	os.WriteFile(noDigest, []byte("registry.example/app:latest\n"), 0o644)
+	emptyTmpl, listTmpl := filepath.Join(dir, "empty.yaml"), filepath.Join(dir, "list.yaml")
+	os.WriteFile(emptyTmpl, nil, 0o644)
+	os.WriteFile(listTmpl, []byte("- name: main\n  image: x\n"), 0o644)
 	tests := []struct {
 		args []string
 		want string
@@ -95,6 +98,12 @@ func TestBadInput(t *testing.T) {
 		{[]string{"run", "--dry-run", "--image", testImage, "-d", "vertex", "--vertex-project", "p", "--volume", "pvc:a:/a"}, "Kubernetes options"},
 		{[]string{"run", "--dry-run", "--image", testImage, "--pod-template", filepath.Join(dir, "nope.yaml")}, "read --pod-template"},
 		{[]string{"delete"}, "needs workload names or --selector"},
+		{[]string{"run", "--dry-run", "--image", testImage, "-n", "Bad_NS"}, `--namespace "Bad_NS" is not a valid namespace name: a lowercase RFC 1123 label`},
+		{[]string{"run", "--dry-run", "--image", testImage, "--namespace", "team.a"}, `--namespace "team.a" is not a valid namespace name`},
+		{[]string{"run", "--dry-run", "--image", testImage, "--service-account", "Trainer"}, `--service-account "Trainer" is not a valid service account name`},
+		{[]string{"run", "--dry-run", "--image", testImage, "--gpu", "1", "--gpu-vendor", "gpu.intel.com/i915/x"}, `--gpu-vendor "gpu.intel.com/i915/x" is not a valid resource name`},
+		{[]string{"run", "--dry-run", "--image", testImage, "--pod-template", emptyTmpl}, "--pod-template " + emptyTmpl + " is empty: want a Pod, PodTemplate"},
+		{[]string{"run", "--dry-run", "--image", testImage, "--pod-template", listTmpl}, "--pod-template " + listTmpl + " is not a YAML mapping"},
 	}
 	for _, tc := range tests {
 		out, errs, code := runCLI(t, tc.args...)
@@ -107,6 +116,47 @@ func TestBadInput(t *testing.T) {
 		if out != "" {
 			t.Errorf("%v: stdout %q, want nothing", tc.args, out)
 		}
+	}
+}
+
+// An invalid --namespace is refused by every command before the cluster is asked (which would only
+// say that it does not exist), whether it comes from the flag or FAIRING_NAMESPACE; an empty one
+// keeps the default.
+func TestNamespaceValidation(t *testing.T) {
+	// a cluster nobody listens at: a regression must not reach a real one
+	kc := filepath.Join(t.TempDir(), "kubeconfig")
+	os.WriteFile(kc, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`), 0o600)
+	t.Setenv("KUBECONFIG", kc)
+	const want = `--namespace "Bad_NS" is not a valid namespace name`
+	for _, args := range [][]string{
+		{"run", "--dry-run", "--image", testImage, "-n", "Bad_NS"},
+		{"run", "--image", testImage, "-n", "Bad_NS"},
+		{"list", "-n", "Bad_NS"},
+		{"status", "fairing-job-x", "--namespace=Bad_NS"},
+		{"logs", "fairing-job-x", "-n", "Bad_NS"},
+		{"delete", "fairing-job-x", "-n", "Bad_NS"},
+	} {
+		out, errs, code := runCLI(t, args...)
+		if code != 2 || out != "" || !strings.Contains(errs, want) || strings.Contains(errs, "127.0.0.1:1") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want 2 and %q", args, code, out, errs, want)
+		}
+	}
+	t.Setenv("FAIRING_NAMESPACE", "Bad_NS")
+	if _, errs, code := runCLI(t, "run", "--dry-run", "--image", testImage); code != 2 || !strings.Contains(errs, want) {
+		t.Errorf("FAIRING_NAMESPACE=Bad_NS: exit %d, stderr %q", code, errs)
+	}
+	t.Setenv("FAIRING_NAMESPACE", "")
+	if _, errs, code := runCLI(t, "run", "--dry-run", "--image", testImage, "--id", "x"); code != 0 {
+		t.Errorf("empty FAIRING_NAMESPACE: exit %d, stderr %q; want the default namespace", code, errs)
+	}
+	if out, errs, code := runCLI(t, "run", "--dry-run", "--image", testImage, "--id", "x", "-n", "team-a"); code != 0 || !strings.Contains(out, "namespace: team-a") {
+		t.Errorf("-n team-a: exit %d, stderr %q, out %s", code, errs, out)
 	}
 }
 

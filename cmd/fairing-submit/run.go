@@ -176,6 +176,12 @@ func podOptions(c *cli.Context, img string) (pod.Options, error) {
 		o.Resources.MemoryRequest, o.Resources.MemoryLimit = pod.ParseRequestLimit(v)
 	}
 	o.Resources.GPU, o.Resources.GPUVendor = c.Int64("gpu"), c.String("gpu-vendor")
+	if o.Resources.GPU > 0 {
+		// checked here too: with --build-in-cluster the pod is only built after the image
+		if _, err := pod.GPUResource(o.Resources.GPUVendor); err != nil {
+			return o, usageErr("%v", err)
+		}
+	}
 	for _, v := range c.StringSlice("volume") {
 		vol, err := pod.ParseVolume(v)
 		if err != nil {
@@ -214,6 +220,11 @@ func podOptions(c *cli.Context, img string) (pod.Options, error) {
 	for _, s := range o.ImagePullSecrets {
 		if errs := validation.IsDNS1123Subdomain(s); len(errs) > 0 {
 			return o, usageErr("--image-pull-secret %q: %s", s, strings.Join(errs, "; "))
+		}
+	}
+	if s := o.ServiceAccount; s != "" {
+		if errs := validation.IsDNS1123Subdomain(s); len(errs) > 0 {
+			return o, usageErr("--service-account %q is not a valid service account name: %s", s, strings.Join(errs, "; "))
 		}
 	}
 	if f := c.String("pod-template"); f != "" {

@@ -209,6 +209,9 @@ func checkSecrets(ctx context.Context, c *kube.Clients, ns string, objs []runtim
 		switch {
 		case err == nil, apierrors.IsForbidden(err):
 		case apierrors.IsNotFound(err):
+			if err := kube.MissingNamespace(ctx, c, ns); err != nil {
+				return err
+			}
 			return fmt.Errorf("secret %q does not exist in namespace %q, but the pod needs it: create it (kubectl -n %s create secret generic %s ...) or drop the option that references it", n, ns, ns, n)
 		default:
 			return kube.Explain(err, "get", corev1.Resource("secrets"), ns)

@@ -3,6 +3,7 @@ package deploy
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -188,4 +190,52 @@ func playJobController(ctx context.Context, cs *fake.Clientset, code int32) {
 	}
 	j.Status.Conditions = append(j.Status.Conditions, c)
 	cs.BatchV1().Jobs("ns").UpdateStatus(ctx, j, metav1.UpdateOptions{})
+}
+
+// checkSecrets names what is missing: the secret, or the whole namespace (a missing namespace
+// must not read as a missing secret). Who may not read secrets or namespaces is not stopped.
+func TestCheckSecrets(t *testing.T) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a"}}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: "team-a"}}
+	wl := &batchv1.Job{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{
+		Name: "main", Image: "img",
+		Env: []corev1.EnvVar{{Name: "TOKEN", ValueFrom: &corev1.EnvVarSource{
+			SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "api"}, Key: "token"}}}},
+	}}}}}}
+	forbid := func(res string) func(k8stesting.Action) (bool, runtime.Object, error) {
+		return func(k8stesting.Action) (bool, runtime.Object, error) {
+			return true, nil, apierrors.NewForbidden(corev1.Resource(res), "", errors.New("RBAC: access denied"))
+		}
+	}
+	tests := []struct {
+		name    string
+		objs    []runtime.Object
+		forbid  string // resource the user may not get
+		want    string // "" = no error
+		notWant string
+	}{
+		{name: "all-there", objs: []runtime.Object{ns, secret}},
+		{name: "secret-missing", objs: []runtime.Object{ns}, want: `secret "api" does not exist in namespace "team-a"`},
+		{name: "namespace-missing", want: `namespace "team-a" does not exist: create it (kubectl create namespace team-a) or pick another with --namespace`,
+			notWant: `secret "api" does not exist`},
+		{name: "secrets-forbidden", forbid: "secrets"},
+		{name: "namespaces-forbidden", forbid: "namespaces", want: `secret "api" does not exist in namespace "team-a"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cs := fake.NewClientset(tc.objs...)
+			if tc.forbid != "" {
+				cs.PrependReactor("get", tc.forbid, forbid(tc.forbid))
+			}
+			err := checkSecrets(context.Background(), &kube.Clients{Typed: cs, Namespace: "team-a"}, "team-a", []runtime.Object{wl})
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("error %v, want nil", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			case tc.notWant != "" && strings.Contains(err.Error(), tc.notWant):
+				t.Errorf("error %q: must not say %q", err, tc.notWant)
+			}
+		})
+	}
 }

@@ -267,6 +267,9 @@ func preflight(ctx context.Context, c *kube.Clients, ns string, s Spec) error {
 		_, err := c.Typed.CoreV1().ServiceAccounts(ns).Get(ctx, s.ServiceAccount, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
+			if err := kube.MissingNamespace(ctx, c, ns); err != nil {
+				return err
+			}
 			return fmt.Errorf("service account %q does not exist in namespace %q: the build pod runs as it; create it with its Role "+
 				"(kubectl -n %s apply -f %s) or name another with --build-service-account", s.ServiceAccount, ns, ns, RBACHint)
 		case err != nil && !apierrors.IsForbidden(err):
@@ -277,6 +280,9 @@ func preflight(ctx context.Context, c *kube.Clients, ns string, s Spec) error {
 		_, err := c.Typed.CoreV1().Secrets(ns).Get(ctx, s.RegistrySecret, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
+			if err := kube.MissingNamespace(ctx, c, ns); err != nil {
+				return err
+			}
 			return fmt.Errorf("secret %q (--registry-secret) does not exist in namespace %q: create it "+
 				"(kubectl -n %s create secret docker-registry %s --docker-server=... ) or pass --create-registry-secret", s.RegistrySecret, ns, ns, s.RegistrySecret)
 		case err != nil && !apierrors.IsForbidden(err):

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -11,8 +12,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/fairing-dev/fairing/pkg/deploy/follow"
 	"github.com/fairing-dev/fairing/pkg/deploy/kube"
@@ -344,5 +348,55 @@ func TestStepsEnded(t *testing.T) {
 		if ok != tc.ended || st.Phase != tc.phase {
 			t.Errorf("%s: ended=%v phase=%q, want %v %q", tc.name, ok, st.Phase, tc.ended, tc.phase)
 		}
+	}
+}
+
+// preflight names what is missing before anything is sent: the build service account, the
+// registry secret, or the namespace itself (not reported as a missing service account or secret).
+func TestPreflight(t *testing.T) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a"}}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "fairing-build", Namespace: "team-a"}}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "regcred", Namespace: "team-a"}}
+	nsMissing := `namespace "team-a" does not exist: create it (kubectl create namespace team-a) or pick another with --namespace`
+	tests := []struct {
+		name    string
+		objs    []runtime.Object
+		sa, sec string
+		forbid  string // resource the user may not get
+		want    string // "" = no error
+		notWant string
+	}{
+		{name: "all-there", objs: []runtime.Object{ns, sa, secret}, sa: "fairing-build", sec: "regcred"},
+		{name: "nothing-to-check"},
+		{name: "sa-missing", objs: []runtime.Object{ns, secret}, sa: "fairing-build", sec: "regcred",
+			want: `service account "fairing-build" does not exist in namespace "team-a"`},
+		{name: "secret-missing", objs: []runtime.Object{ns, sa}, sa: "fairing-build", sec: "regcred",
+			want: `secret "regcred" (--registry-secret) does not exist in namespace "team-a"`},
+		{name: "namespace-missing-sa", sa: "fairing-build", want: nsMissing, notWant: "service account"},
+		{name: "namespace-missing-secret", sec: "regcred", want: nsMissing, notWant: `secret "regcred"`},
+		{name: "namespaces-forbidden", sa: "fairing-build", forbid: "namespaces",
+			want: `service account "fairing-build" does not exist in namespace "team-a"`},
+		{name: "serviceaccounts-forbidden", objs: []runtime.Object{ns}, sa: "fairing-build", forbid: "serviceaccounts"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cs := fake.NewClientset(tc.objs...)
+			if tc.forbid != "" {
+				cs.PrependReactor("get", tc.forbid, func(k8stesting.Action) (bool, runtime.Object, error) {
+					return true, nil, apierrors.NewForbidden(corev1.Resource(tc.forbid), "", errors.New("RBAC: access denied"))
+				})
+			}
+			s := spec()
+			s.Namespace, s.ServiceAccount, s.RegistrySecret = "team-a", tc.sa, tc.sec
+			err := preflight(context.Background(), &kube.Clients{Typed: cs, Namespace: "team-a"}, "team-a", s)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("error %v, want nil", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			case tc.notWant != "" && strings.Contains(err.Error(), tc.notWant):
+				t.Errorf("error %q: must not say %q", err, tc.notWant)
+			}
+		})
 	}
 }

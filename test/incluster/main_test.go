@@ -88,6 +88,8 @@ func need(t *testing.T) *env {
 	if setupErr != nil {
 		t.Fatalf("cluster setup: %v", setupErr)
 	}
+	// held until the test ends: a test that restarts the API server (test/reliability) waits for it
+	testenv.ShareCluster(t)
 	return setupEnv
 }
 

@@ -63,6 +63,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	submitBin.Remove()
 	os.Exit(code)
 }
 

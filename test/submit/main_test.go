@@ -60,7 +60,12 @@ func TestMain(m *testing.M) {
 	}
 	kubeconfig, busybox, registry = os.Getenv("TEST_KUBECONFIG"), os.Getenv(testenv.EnvBusyboxBase), os.Getenv(testenv.EnvRegistry)
 	if kubeconfig != "" {
-		setupErr = setup()
+		// the CRDs are installed while no test restarts the API server (testenv.OwnCluster)
+		release, err := testenv.LockCluster(kubeconfig, false)
+		if setupErr = err; err == nil {
+			setupErr = setup()
+			release()
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -141,7 +146,8 @@ func hasResource(l *metav1.APIResourceList, plural string) bool {
 }
 
 // needCluster skips (or, with FAIRING_TEST_REAL=1, fails) a test when the real cluster or the
-// busybox base image (test/setup.d/20-bases.sh) is missing.
+// busybox base image (test/setup.d/20-bases.sh) is missing. The test holds the cluster shared until
+// it ends: a test that restarts the API server (test/reliability) waits for it.
 func needCluster(t *testing.T) {
 	t.Helper()
 	testenv.Need(t, "TEST_KUBECONFIG")
@@ -149,6 +155,7 @@ func needCluster(t *testing.T) {
 	if setupErr != nil {
 		t.Fatalf("cluster setup: %v", setupErr)
 	}
+	testenv.ShareCluster(t)
 }
 
 var nsCounter struct {

@@ -40,6 +40,9 @@ func (l *LineWriter) Line(prefix, line string) {
 // streamLogs follows one container's log until the container has terminated for good (or the pod
 // is gone, or ctx ends), reconnecting when the stream breaks while it still runs and following
 // restarts. A reconnect can only ask from a whole second: a logCursor skips the lines already shown.
+// Once the container has ended, what is left of its log is read: a stream can end before the log
+// does (a connection cut, an API server or kubelet restarting, which may even end it cleanly) just
+// as the container ends.
 func streamLogs(ctx context.Context, cs kubernetes.Interface, ns, pod, container, prefix string, out *LineWriter) {
 	pods := cs.CoreV1().Pods(ns)
 	var cur logCursor
@@ -64,10 +67,7 @@ func streamLogs(ctx context.Context, cs kubernetes.Interface, ns, pod, container
 				return
 			}
 		} else if done(p, container) {
-			if err == nil {
-				return
-			}
-			// the container ended before we could read its log: one last try without follow
+			// the rest of the log, if any: one last read without follow
 			if rc, err := pods.GetLogs(pod, cur.options(container)).Stream(ctx); err == nil {
 				copyLines(rc, prefix, &cur, out)
 				rc.Close()

@@ -1,12 +1,14 @@
 package kube
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 )
@@ -48,6 +50,17 @@ func Explain(err error, verb string, gr schema.GroupResource, namespace string) 
 			what, name, namespace, name)}
 	}
 	return fmt.Errorf("%s %s in namespace %q: %w", verb, what, namespace, err)
+}
+
+// MissingNamespace returns the explained NotFound error when namespace ns does not exist, and nil
+// when it does or when that cannot be told (no right to read namespaces). Call it when an object
+// in ns was not found: without it, a missing namespace reads as a missing object.
+func MissingNamespace(ctx context.Context, c *Clients, ns string) error {
+	_, err := c.Typed.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return Explain(err, "get", schema.GroupResource{Resource: "namespaces"}, ns)
+	}
+	return nil
 }
 
 // Error is an API error with an explanation. Its message is the explanation followed by the

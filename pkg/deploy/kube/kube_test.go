@@ -1,17 +1,21 @@
 package kube
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	fakediscovery "k8s.io/client-go/discovery/fake"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 )
 
 const kubeconfig = `apiVersion: v1
@@ -103,5 +107,51 @@ func TestCheckServed(t *testing.T) {
 	err = CheckServed(d, schema.GroupVersionResource{Group: "serving.kserve.io", Version: "v1beta1", Resource: "inferenceservices"}, "InferenceService", "install KServe")
 	if !errors.As(err, &missing) || !strings.Contains(err.Error(), "install KServe") {
 		t.Errorf("missing group: %v", err)
+	}
+}
+
+// MissingNamespace tells a missing namespace from a missing object; when it cannot tell (no right
+// to read namespaces, another error) it says nothing and the caller's own message stands.
+func TestMissingNamespace(t *testing.T) {
+	tests := []struct {
+		name    string
+		objs    []runtime.Object
+		reactor func(k8stesting.Action) (bool, runtime.Object, error)
+		want    []string // nil: no error
+	}{
+		{name: "missing", want: []string{`namespace "team-b" does not exist`, "kubectl create namespace team-b", "--namespace"}},
+		{name: "present", objs: []runtime.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-b"}}}},
+		{name: "forbidden", reactor: func(k8stesting.Action) (bool, runtime.Object, error) {
+			return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "namespaces"}, "team-b", errors.New(`User "dev" cannot get namespaces`))
+		}},
+		{name: "unreachable", reactor: func(k8stesting.Action) (bool, runtime.Object, error) {
+			return true, nil, errors.New("dial tcp 127.0.0.1:6443: connection refused")
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cs := fake.NewClientset(tc.objs...)
+			if tc.reactor != nil {
+				cs.PrependReactor("get", "namespaces", tc.reactor)
+			}
+			err := MissingNamespace(context.Background(), &Clients{Typed: cs}, "team-b")
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("error %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("nil, want the missing namespace reported")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+			if !apierrors.IsNotFound(err) {
+				t.Errorf("error %v: the NotFound cause is lost", err)
+			}
+		})
 	}
 }

@@ -208,6 +208,17 @@ func LoadTemplate(file string) (*corev1.PodTemplateSpec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read --pod-template: %w", err)
 	}
+	var top any
+	if err := yaml.Unmarshal(b, &top); err != nil {
+		return nil, fmt.Errorf("parse --pod-template %s: %w", file, err)
+	}
+	switch top.(type) {
+	case nil: // an empty file is a mistake (the wrong file), not a template that changes nothing
+		return nil, fmt.Errorf("--pod-template %s is empty: want a Pod, PodTemplate, or a pod template spec", file)
+	case map[string]any:
+	default:
+		return nil, fmt.Errorf("--pod-template %s is not a YAML mapping: want a Pod, PodTemplate, or a pod template spec", file)
+	}
 	var probe struct {
 		Kind string          `json:"kind"`
 		Spec *map[string]any `json:"spec"`

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // Labels fairing puts on every object it creates and on their pod templates.
@@ -215,7 +216,11 @@ func GPUResource(vendor string) (corev1.ResourceName, error) {
 	case v == "amd":
 		return "amd.com/gpu", nil
 	case strings.Contains(v, "/"):
-		return corev1.ResourceName(v), nil
+		// as given: the name part of an extended resource is case-sensitive
+		if errs := validation.IsQualifiedName(vendor); len(errs) > 0 {
+			return "", fmt.Errorf("--gpu-vendor %q is not a valid resource name: %s", vendor, strings.Join(errs, "; "))
+		}
+		return corev1.ResourceName(vendor), nil
 	}
 	return "", fmt.Errorf("--gpu-vendor %q: want nvidia, amd, or a resource name such as gpu.intel.com/i915", vendor)
 }

@@ -186,3 +186,78 @@ func TestLoadTemplate(t *testing.T) {
 		}
 	}
 }
+
+// A template file that holds no mapping is refused with what was wrong, not taken as a template
+// that changes nothing (or decoded into a confusing type error).
+func TestLoadTemplateNotAMapping(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name, src string
+		want      string // "" = accepted
+	}{
+		{"empty.yaml", "", "is empty"},
+		{"blank.yaml", "\n  \n", "is empty"},
+		{"comments.yaml", "# nothing here\n", "is empty"},
+		{"null.json", "null", "is empty"},
+		{"list.yaml", "- name: c\n  image: x\n", "is not a YAML mapping"},
+		{"scalar.yaml", "just a string\n", "is not a YAML mapping"},
+		{"number.json", "42", "is not a YAML mapping"},
+		{"broken.yaml", "spec: {containers: [\n", "parse --pod-template"},
+		{"valid.yaml", "spec: {priorityClassName: hi, containers: [{name: c}]}\n", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, tc.name)
+			if err := os.WriteFile(p, []byte(tc.src), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			tm, err := LoadTemplate(p)
+			if tc.want == "" {
+				if err != nil || tm == nil || tm.Spec.PriorityClassName != "hi" {
+					t.Fatalf("valid template: %+v, %v", tm, err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("accepted: %+v", tm)
+			}
+			if msg := err.Error(); !strings.Contains(msg, tc.want) || !strings.Contains(msg, p) {
+				t.Errorf("error %q: want it to contain %q and the file name", msg, tc.want)
+			}
+			if strings.Contains(tc.want, "mapping") || strings.Contains(tc.want, "empty") {
+				if !strings.Contains(err.Error(), "want a Pod, PodTemplate, or a pod template spec") {
+					t.Errorf("error %q does not say what is wanted", err)
+				}
+			}
+		})
+	}
+}
+
+func TestGPUResource(t *testing.T) {
+	tests := []struct {
+		vendor string
+		want   corev1.ResourceName
+		err    string
+	}{
+		{"", "nvidia.com/gpu", ""},
+		{"NVIDIA", "nvidia.com/gpu", ""},
+		{"amd", "amd.com/gpu", ""},
+		{"gpu.intel.com/i915", "gpu.intel.com/i915", ""},
+		{"example.com/FPGA", "example.com/FPGA", ""}, // the name part is case-sensitive: kept as given
+		{"acme", "", "want nvidia, amd, or a resource name"},
+		{"gpu.intel.com/i915/x", "", `--gpu-vendor "gpu.intel.com/i915/x" is not a valid resource name`},
+		{"Bad_Domain/gpu", "", `--gpu-vendor "Bad_Domain/gpu" is not a valid resource name: prefix part`},
+		{"/gpu", "", `--gpu-vendor "/gpu" is not a valid resource name`},
+		{"example.com/", "", `--gpu-vendor "example.com/" is not a valid resource name`},
+		{"example.com/-x", "", `--gpu-vendor "example.com/-x" is not a valid resource name`},
+	}
+	for _, tc := range tests {
+		got, err := GPUResource(tc.vendor)
+		switch {
+		case tc.err == "" && (err != nil || got != tc.want):
+			t.Errorf("GPUResource(%q) = %q, %v; want %q", tc.vendor, got, err, tc.want)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("GPUResource(%q) = %q, %v; want an error containing %q", tc.vendor, got, err, tc.err)
+		}
+	}
+}

@@ -10,9 +10,11 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
+	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/google"
 )
 
@@ -136,9 +138,8 @@ func Submit(ctx context.Context, o Options, wait bool, progress io.Writer) (*Res
 	}
 	hc := o.HTTPClient
 	if hc == nil {
-		hc, err = google.DefaultClient(ctx, Scope)
-		if err != nil {
-			return nil, fmt.Errorf("vertex: no Google Application Default Credentials (run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS to a key file): %w", err)
+		if hc, err = defaultClient(ctx); err != nil {
+			return nil, err
 		}
 	}
 	base := strings.TrimRight(o.Endpoint, "/")
@@ -153,6 +154,9 @@ func Submit(ctx context.Context, o Options, wait bool, progress io.Writer) (*Res
 	}
 	if err := call(ctx, hc, http.MethodPost, base+"/v1/"+parent+"/customJobs", body, &job); err != nil {
 		return nil, fmt.Errorf("vertex: create CustomJob in %s: %w", parent, err)
+	}
+	if job.Name == "" {
+		return nil, fmt.Errorf("vertex: create CustomJob in %s: the answer of %s names no job: is --vertex-endpoint the Vertex AI API?", parent, base)
 	}
 	res := &Result{Name: job.Name, State: job.State}
 	if id := job.Name[strings.LastIndex(job.Name, "/")+1:]; id != "" {
@@ -234,7 +238,27 @@ func call(ctx context.Context, hc *http.Client, method, u string, body, out any)
 		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
 	}
 	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("decode response: %w", err)
+		return fmt.Errorf("the answer (%s, %s) is not the Vertex AI API's JSON: is --vertex-endpoint right? (%w; it begins %q)",
+			resp.Status, resp.Header.Get("Content-Type"), err, b[:min(len(b), 80)])
 	}
 	return nil
+}
+
+// defaultClient authenticates with Application Default Credentials. It gets a token at once, so
+// that unusable credentials (a malformed key file, a revoked key) are reported as such, before
+// anything is created.
+func defaultClient(ctx context.Context) (*http.Client, error) {
+	where, fix := "Google Application Default Credentials", "run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS to a key file"
+	if f := os.Getenv("GOOGLE_APPLICATION_CREDENTIALS"); f != "" {
+		where, fix = "Application Default Credentials in "+f+" (GOOGLE_APPLICATION_CREDENTIALS)", "fix or replace that key file"
+	}
+	creds, err := google.FindDefaultCredentials(ctx, Scope)
+	if err != nil {
+		return nil, fmt.Errorf("vertex: no usable %s (%s): %w", where, fix, err)
+	}
+	ts := oauth2.ReuseTokenSource(nil, creds.TokenSource)
+	if _, err := ts.Token(); err != nil {
+		return nil, fmt.Errorf("vertex: the %s give no access token (%s): %w", where, fix, err)
+	}
+	return oauth2.NewClient(ctx, ts), nil
 }
