@@ -37,8 +37,10 @@ func (o PlanOptions) withDefaults() PlanOptions {
 	return o
 }
 
-// maxSourceLayers caps the source partition so an image never grows past runtime layer limits.
-const maxSourceLayers = 32
+// maxSourceLayers caps the source partition so an image never grows past runtime layer limits
+// (overlayfs stacks about 125 layers; with a base's own, a few large files and the
+// dependencies, 48 leaves room).
+const maxSourceLayers = 48
 
 // Group is the set of entries that make one layer.
 type Group struct {
@@ -202,22 +204,23 @@ func sortEntries(es []Entry) {
 }
 
 // chunkSource cuts the sorted entries after every entry whose path hash has its low bits zero
-// (content-defined, so an insertion or deletion moves no other boundary), aiming at 8–16
+// (content-defined, so an insertion or deletion moves no other boundary), aiming at 24–48
 // chunks, plus a forced cut when a chunk reaches maxBytes (the next natural boundary
 // re-synchronises).
 func chunkSource(es []Entry, maxBytes int64) [][]Entry {
 	if len(es) == 0 {
 		return nil
 	}
-	// 16 to 32 chunks, so a one-file edit rebuilds a 16th to a 32nd of the source; but no
-	// smaller than about 1 MiB each, where a layer's fixed costs (a blob, a descriptor, a
-	// request) would outweigh what a smaller rebuild saves.
+	// 24 to 48 chunks, so a one-file edit rebuilds a 24th to a 48th of the source (a rebuilt
+	// layer is the whole cost of an edit: compressing and uploading it); but no smaller than
+	// about 1 MiB each, where a layer's fixed costs (a blob, a descriptor, a request) would
+	// outweigh what a smaller rebuild saves.
 	var total int64
 	for _, e := range es {
 		total += e.Size
 	}
 	avg := uint64(64)
-	for avg*2 <= uint64(len(es))/16 {
+	for avg*2 <= uint64(len(es))/24 {
 		avg *= 2
 	}
 	for mean := uint64(total) / uint64(len(es)); mean > 0 && avg*mean < 1<<20 && avg < uint64(len(es)); {

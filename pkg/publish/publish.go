@@ -1,10 +1,12 @@
 package publish
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -15,7 +17,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/match"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"golang.org/x/sync/errgroup"
 
@@ -34,7 +38,7 @@ type Options struct {
 type Report struct {
 	Digest string `json:"digest"`
 	// Pushed, Mounted and Skipped are blob digests uploaded, mounted from another repository,
-	// and found already present.
+	// and found already present (answered by a HEAD, or listed by the manifest the tag held).
 	Pushed        []string `json:"pushed"`
 	Mounted       []string `json:"mounted"`
 	Skipped       []string `json:"skipped"`
@@ -136,11 +140,6 @@ func (p *Publisher) Upload(l v1.Layer) {
 // points to is in place, so a failure never leaves a tag on an incomplete image.
 func (p *Publisher) Publish(ctx context.Context, res *build.Result) (*Report, error) {
 	defer p.finish()
-	if p.uploads != nil {
-		if err := p.uploads.Wait(); err != nil {
-			return nil, err
-		}
-	}
 	digest, err := res.Digest()
 	if err != nil {
 		return nil, err
@@ -161,12 +160,33 @@ func (p *Publisher) Publish(ctx context.Context, res *build.Result) (*Report, er
 			local = append(local, d)
 		}
 	}
+	// What the tags hold now and the new config go over the network while the early uploads
+	// finish.
+	var prev chan previous
+	if len(todo) > 0 && res.Index == nil {
+		prev = make(chan previous, 1)
+		go func() { prev <- p.previous(ctx, digest, todo) }()
+		if cl, err := partial.ConfigLayer(res.Image); err == nil {
+			p.Upload(cl)
+		}
+	}
+	if p.uploads != nil {
+		if err := p.uploads.Wait(); err != nil {
+			return nil, err
+		}
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	if len(todo) > 0 {
-		opts := append(p.opts, remote.WithContext(gctx))
 		g.Go(func() error {
-			if err := remote.MultiWrite(todo, opts...); err != nil {
+			err := errNoPrevious
+			if prev != nil {
+				err = p.pushOver(gctx, res, <-prev)
+			}
+			if errors.Is(err, errNoPrevious) {
+				err = remote.MultiWrite(todo, append(p.opts, remote.WithContext(gctx))...)
+			}
+			if err != nil {
 				return fmt.Errorf("push: %w", registryclient.Explain(err))
 			}
 			return nil
@@ -192,6 +212,107 @@ func (p *Publisher) Publish(ctx context.Context, res *build.Result) (*Report, er
 	}
 	p.rec.fill(rep)
 	return rep, nil
+}
+
+// previous is what the registry destinations hold now: the blobs each repository is known to
+// have, and the tags still to write.
+type previous struct {
+	present map[name.Repository]map[v1.Hash]bool
+	tags    []name.Reference
+	err     error
+}
+
+// previous reads the manifest every destination tag holds now. A blob that manifest lists is
+// in that repository (the registry checked it when the manifest was written), so the usual
+// rebuild asks about and sends only the others: one manifest GET per tag instead of a HEAD
+// per layer. err is errNoPrevious when a destination is a digest or holds an index, or when
+// a tag cannot be read (the full write then reports why).
+func (p *Publisher) previous(ctx context.Context, digest v1.Hash, todo map[name.Reference]remote.Taggable) previous {
+	pr := previous{present: map[name.Repository]map[v1.Hash]bool{}}
+	for ref := range todo {
+		if _, ok := ref.(name.Tag); !ok {
+			return previous{err: errNoPrevious}
+		}
+		desc, err := remote.Get(ref, append(p.opts, remote.WithContext(ctx))...)
+		var terr *transport.Error
+		switch {
+		case errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound:
+			pr.tags = append(pr.tags, ref) // a new tag: its blobs are asked about (or known from a sibling tag)
+			if pr.present[ref.Context()] == nil {
+				pr.present[ref.Context()] = map[v1.Hash]bool{}
+			}
+			continue
+		case err != nil || !desc.MediaType.IsImage():
+			return previous{err: errNoPrevious}
+		}
+		if desc.Digest == digest {
+			continue // already tagged: nothing to send
+		}
+		m, err := v1.ParseManifest(bytes.NewReader(desc.Manifest))
+		if err != nil {
+			return previous{err: errNoPrevious}
+		}
+		known := pr.present[ref.Context()]
+		if known == nil {
+			known = map[v1.Hash]bool{}
+			pr.present[ref.Context()] = known
+		}
+		known[m.Config.Digest] = true
+		for _, l := range m.Layers {
+			known[l.Digest] = true
+		}
+		pr.tags = append(pr.tags, ref)
+	}
+	return pr
+}
+
+// errNoPrevious: a destination holds no image whose blobs can be trusted to be there.
+var errNoPrevious = errors.New("no previous image at the destination")
+
+// pushOver writes an image over the images its destination tags hold now (the usual rebuild),
+// sending only the blobs they lack. The registry checks the new manifest's blobs again when it
+// is written, so a blob gone since is an error, never a tag on an incomplete image.
+func (p *Publisher) pushOver(ctx context.Context, res *build.Result, pr previous) error {
+	if pr.err != nil {
+		return pr.err
+	}
+	if len(pr.tags) == 0 {
+		return nil
+	}
+	layers, err := res.Image.Layers()
+	if err != nil {
+		return err
+	}
+	cl, err := partial.ConfigLayer(res.Image)
+	if err != nil {
+		return err
+	}
+	layers = append(layers, cl)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(1, p.o.Registry.Jobs))
+	for repo, known := range pr.present {
+		for _, l := range layers {
+			d, err := l.Digest()
+			if err != nil {
+				return err
+			}
+			if known[d] {
+				p.rec.present(d.String())
+				continue
+			}
+			// blobs uploaded early are not sent again: the pusher remembers them
+			g.Go(func() error { return p.pusher.Upload(gctx, repo, l) })
+		}
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for _, ref := range pr.tags {
+		if err := p.pusher.Put(ctx, ref, res.Image); err != nil {
+			return fmt.Errorf("write manifest %s: %w", ref, err)
+		}
+	}
+	return nil
 }
 
 // Publish writes res to dests in one go (NewPublisher, then Publish).

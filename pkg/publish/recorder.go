@@ -67,6 +67,16 @@ func (r *recorder) observe(req *http.Request, resp *http.Response, body *countin
 	}
 }
 
+// present notes a blob known to be in the registry without asking.
+func (r *recorder) present(digest string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.skipped == nil {
+		r.skipped = map[string]bool{}
+	}
+	r.skipped[digest] = true
+}
+
 func (r *recorder) fill(rep *Report) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

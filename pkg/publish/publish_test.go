@@ -1,0 +1,148 @@
+package publish
+
+import (
+	"context"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
+
+	"github.com/fairing-dev/fairing/pkg/build"
+	"github.com/fairing-dev/fairing/pkg/registryclient"
+)
+
+// blobHeads counts HEAD requests per blob digest.
+type blobHeads struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (b *blobHeads) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		if req.Method == http.MethodHead && strings.Contains(req.URL.Path, "/blobs/") {
+			b.mu.Lock()
+			b.n[req.URL.Path[strings.LastIndex(req.URL.Path, "/")+1:]]++
+			b.mu.Unlock()
+		}
+		return rt.RoundTrip(req)
+	})
+}
+
+func TestPublishOverPreviousImage(t *testing.T) {
+	s := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer s.Close()
+	host := strings.TrimPrefix(s.URL, "http://")
+	ctx := context.Background()
+
+	var layers []v1.Layer
+	for range 4 {
+		l, err := random.Layer(1024, "application/vnd.oci.image.layer.v1.tar+gzip")
+		if err != nil {
+			t.Fatal(err)
+		}
+		layers = append(layers, l)
+	}
+	img := func(ls ...v1.Layer) v1.Image {
+		i, err := mutate.AppendLayers(empty.Image, ls...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return i
+	}
+	publish := func(i v1.Image, dests ...string) (*Report, *blobHeads) {
+		t.Helper()
+		heads := &blobHeads{n: map[string]int{}}
+		rc := registryclient.Config{Jobs: 4, Wrap: heads.wrap}
+		var ds []Destination
+		for _, d := range dests {
+			dd, err := ParseDestination(d, rc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ds = append(ds, dd)
+		}
+		rep, err := Publish(ctx, &build.Result{Image: i}, ds, Options{Registry: rc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep, heads
+	}
+	digestOf := func(l v1.Layer) string {
+		d, err := l.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.String()
+	}
+	tag := host + "/team/app:1"
+
+	// first push: nothing there, every blob asked about and sent
+	first := img(layers[:3]...)
+	rep, _ := publish(first, tag)
+	if len(rep.Pushed) != 4 { // 3 layers + config
+		t.Fatalf("first push sent %d blobs, want 4: %+v", len(rep.Pushed), rep)
+	}
+
+	// a rebuild with one layer changed: the layers the tag's image lists are not asked about
+	second := img(layers[0], layers[1], layers[3])
+	rep, heads := publish(second, tag, host+"/team/app:latest")
+	for _, l := range layers[:2] {
+		if n := heads.n[digestOf(l)]; n != 0 {
+			t.Errorf("layer %s of the previous image asked about %d times", digestOf(l), n)
+		}
+	}
+	if got := strings.Join(rep.Pushed, ","); !strings.Contains(got, digestOf(layers[3])) || len(rep.Pushed) != 2 {
+		t.Errorf("pushed %v, want the new layer and the new config", rep.Pushed)
+	}
+	for _, l := range layers[:2] {
+		if !strings.Contains(strings.Join(rep.Skipped, ","), digestOf(l)) {
+			t.Errorf("skipped %v lacks %s", rep.Skipped, digestOf(l))
+		}
+	}
+	// both tags, the one that had an image and the new one, hold the complete new image
+	want, _ := second.Digest()
+	for _, ref := range []string{tag, host + "/team/app:latest"} {
+		r, _ := registryclient.Config{}.ParseReference(ref)
+		got, err := remote.Image(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d, _ := got.Digest(); d != want {
+			t.Errorf("%s: digest %s, want %s", ref, d, want)
+		}
+		if err := validate.Image(got); err != nil {
+			t.Errorf("%s: %v", ref, err)
+		}
+	}
+
+	// unchanged: nothing sent, no blob asked about
+	rep, heads = publish(second, tag)
+	if len(rep.Pushed) != 0 || len(rep.Manifests) != 0 {
+		t.Errorf("unchanged rebuild pushed %v and manifests %v", rep.Pushed, rep.Manifests)
+	}
+	for d, n := range heads.n {
+		if d != mustConfigDigest(t, second) {
+			t.Errorf("unchanged rebuild asked about blob %s %d times", d, n)
+		}
+	}
+}
+
+func mustConfigDigest(t *testing.T, i v1.Image) string {
+	t.Helper()
+	d, err := i.ConfigName()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.String()
+}
