@@ -127,7 +127,7 @@ func (p *Publisher) Upload(l v1.Layer) {
 		p.uploads.Go(func() error {
 			if err := p.pusher.Upload(p.ctx, repo, l); err != nil {
 				d, _ := l.Digest()
-				return fmt.Errorf("push layer %s: %w", d, registryclient.Explain(err))
+				return fmt.Errorf("blob %s: %w", d, registryclient.Explain(err))
 			}
 			return nil
 		})
@@ -172,7 +172,7 @@ func (p *Publisher) Publish(ctx context.Context, res *build.Result) (*Report, er
 	}
 	if p.uploads != nil {
 		if err := p.uploads.Wait(); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("push: %w", err)
 		}
 	}
 

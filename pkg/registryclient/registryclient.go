@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 	"syscall"
 
 	"github.com/distribution/reference"
@@ -143,7 +144,7 @@ func (c Config) Transport() (http.RoundTripper, error) {
 	if c.Wrap != nil {
 		rt = c.Wrap(rt)
 	}
-	return rt, nil
+	return retryAfter{rt: rt, max: 30 * time.Second, tries: 3}, nil
 }
 
 // RemoteOptions are the go-containerregistry options for one operation.
