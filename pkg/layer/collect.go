@@ -309,10 +309,12 @@ func finish(entries []Entry) ([]Entry, error) {
 		entries = append(entries, parents...)
 		sortEntries(entries)
 	}
+	var dirPrefix []byte // e.Path + "/", built in place: one string per search step was most of finish's garbage
 	for _, e := range entries {
 		if e.Type != TypeDir {
 			// A file where a directory is needed: "/app/x" a file and "/app/x/y" a file too.
-			if i := sort.Search(len(entries), func(i int) bool { return entries[i].Path > e.Path+"/" }); i < len(entries) && strings.HasPrefix(entries[i].Path, e.Path+"/") {
+			dirPrefix = append(append(dirPrefix[:0], e.Path...), '/')
+			if i := sort.Search(len(entries), func(i int) bool { return entries[i].Path > string(dirPrefix) }); i < len(entries) && len(entries[i].Path) > len(dirPrefix) && entries[i].Path[:len(dirPrefix)] == string(dirPrefix) {
 				return nil, fmt.Errorf("/%s is a %s in one source and a directory in another: give them different destinations", e.Path, e.Type)
 			}
 		}
