@@ -65,6 +65,9 @@ func walkDir(ctx context.Context, entries []Entry, root, dest string, ign *patte
 			}
 		}
 	}
+	// Long-lived workers sharing a stack of directories, not an errgroup.Go per directory:
+	// each worker keeps its buffer and matcher, and a directory waiting under SetLimit to
+	// queue its subdirectories could wait forever.
 	ws := make([]*walkWorker, workers)
 	var wg sync.WaitGroup
 	for i := range ws {
