@@ -9,7 +9,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"unicode/utf8"
@@ -293,31 +292,36 @@ func finish(entries []Entry) ([]Entry, error) {
 	}
 	entries = out
 
-	// Parents that no source named explicitly are added with 0755.
-	have := make(map[string]bool, len(entries))
-	for _, e := range entries {
-		have[e.Path] = true
+	// Parents that no source named explicitly are added with 0755. On the way up, a file where a
+	// directory is needed ("/app/x" a file and "/app/x/y" a file too) shows as the parent of
+	// some entry: the first such file in path order is reported.
+	types := make(map[string]EntryType, len(entries))
+	for i := range entries {
+		types[entries[i].Path] = entries[i].Type
 	}
 	var parents []Entry
-	for _, e := range entries {
-		for d := path.Dir(e.Path); d != "." && !have[d]; d = path.Dir(d) {
-			have[d] = true
-			parents = append(parents, Entry{Path: d, Type: TypeDir, Mode: 0o755})
+	var conflict string
+	var conflictType EntryType
+	for i := range entries {
+		for d := path.Dir(entries[i].Path); d != "."; d = path.Dir(d) {
+			t, ok := types[d]
+			if !ok {
+				types[d] = TypeDir
+				parents = append(parents, Entry{Path: d, Type: TypeDir, Mode: 0o755})
+				continue
+			}
+			if t != TypeDir && (conflict == "" || d < conflict) {
+				conflict, conflictType = d, t
+			}
+			break
 		}
+	}
+	if conflict != "" {
+		return nil, fmt.Errorf("/%s is a %s in one source and a directory in another: give them different destinations", conflict, conflictType)
 	}
 	if len(parents) > 0 {
 		entries = append(entries, parents...)
 		sortEntries(entries)
-	}
-	var dirPrefix []byte // e.Path + "/", built in place: one string per search step was most of finish's garbage
-	for _, e := range entries {
-		if e.Type != TypeDir {
-			// A file where a directory is needed: "/app/x" a file and "/app/x/y" a file too.
-			dirPrefix = append(append(dirPrefix[:0], e.Path...), '/')
-			if i := sort.Search(len(entries), func(i int) bool { return entries[i].Path > string(dirPrefix) }); i < len(entries) && len(entries[i].Path) > len(dirPrefix) && entries[i].Path[:len(dirPrefix)] == string(dirPrefix) {
-				return nil, fmt.Errorf("/%s is a %s in one source and a directory in another: give them different destinations", e.Path, e.Type)
-			}
-		}
 	}
 	markHardlinks(entries)
 	return entries, nil

@@ -43,6 +43,9 @@ func TestFinishFileWhereDirectoryIsNeeded(t *testing.T) {
 		{[]string{"/x", "/x-a", "/x.b", "/x/y"}, "/x is a file in one source and a directory in another"},
 		{[]string{"/x", "/x-a", "/x.b", "/xy/z"}, ""},
 		{[]string{"/app/a", "/app/ab/c"}, ""},
+		// Several: the first in path order, whatever the order of the sources.
+		{[]string{"/b", "/b/y", "/a", "/a/z/w", "/a-/q"}, "/a is a file"},
+		{[]string{"/m/n/o", "/m/n", "/m/k", "/m/k/l/p"}, "/m/k is a file"},
 	} {
 		var srcs []Source
 		for _, d := range tc.dests {
@@ -52,5 +55,14 @@ func TestFinishFileWhereDirectoryIsNeeded(t *testing.T) {
 		if (err == nil) != (tc.wantErr == "") || err != nil && !strings.Contains(err.Error(), tc.wantErr) {
 			t.Errorf("%v: err = %v, want %q", tc.dests, err, tc.wantErr)
 		}
+	}
+}
+
+func TestFinishSymlinkWhereDirectoryIsNeeded(t *testing.T) {
+	root := t.TempDir()
+	writeTree(t, root, map[string]string{"a.py": "x", "lib": "->a.py"})
+	_, err := Collect(context.Background(), []Source{{Dest: "/app", Path: root}, {Dest: "/app/lib/gen.py", Data: []byte("1")}})
+	if want := "/app/lib is a symlink in one source and a directory in another"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("err = %v, want it to contain %q", err, want)
 	}
 }
