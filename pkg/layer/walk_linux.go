@@ -82,23 +82,37 @@ func walkDir(ctx context.Context, entries []Entry, root, dest string, ign *patte
 	if w.err != nil {
 		return nil, w.err
 	}
-	n := 1
-	for _, x := range ws {
-		for _, c := range x.chunks {
-			n += len(c)
-		}
-	}
-	entries = slices.Grow(entries, n)
+	chunks := [][]Entry{nil}
 	if target := joinDest(dest, "."); target != "" {
 		// The destination directory itself: created like COPY creates it, whatever the mode of
 		// the local folder (a temp dir's 0700, a umask's 0775). As in walkDirPortable, a
 		// destination of / gives ".".
-		entries = append(entries, Entry{Path: target, Type: TypeDir, Mode: 0o755, Class: class})
+		chunks[0] = []Entry{{Path: target, Type: TypeDir, Mode: 0o755, Class: class}}
 	}
+	n := len(chunks[0])
 	for _, x := range ws {
+		chunks = append(chunks, x.chunks...)
 		for _, c := range x.chunks {
-			entries = append(entries, c...)
+			n += len(c)
 		}
+	}
+	// Handed over sorted, each entry copied once, straight to its place: finish finds them in
+	// order. Copying them all, then moving them again to sort, cost as much as the sort.
+	type ref struct {
+		path    string
+		chunk   int32
+		inChunk int32
+	}
+	refs := make([]ref, 0, n)
+	for ci, c := range chunks {
+		for i := range c {
+			refs = append(refs, ref{c[i].Path, int32(ci), int32(i)})
+		}
+	}
+	slices.SortFunc(refs, func(a, b ref) int { return strings.Compare(a.path, b.path) }) // paths are unique
+	entries = slices.Grow(entries, n)
+	for _, r := range refs {
+		entries = append(entries, chunks[r.chunk][r.inChunk])
 	}
 	return entries, nil
 }
