@@ -199,8 +199,45 @@ func classify(e Entry, opts PlanOptions) Class {
 	return ClassSource
 }
 
+// sortEntries sorts by path, keeping equal paths in their order (finish keeps the first of
+// two sources for one directory). It sorts indices, then moves each entry once: a stable sort
+// of the entries themselves moves big structs around log n times.
 func sortEntries(es []Entry) {
-	slices.SortStableFunc(es, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
+	sorted := true
+	for i := 1; i < len(es) && sorted; i++ {
+		sorted = es[i-1].Path <= es[i].Path
+	}
+	if sorted {
+		return
+	}
+	idx := make([]int, len(es))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int {
+		if c := strings.Compare(es[a].Path, es[b].Path); c != 0 {
+			return c
+		}
+		return a - b
+	})
+	// es[i] becomes the old es[idx[i]], one cycle of the permutation at a time.
+	for i := range idx {
+		if idx[i] == i {
+			continue
+		}
+		tmp := es[i]
+		j := i
+		for {
+			k := idx[j]
+			idx[j] = j
+			if k == i {
+				es[j] = tmp
+				break
+			}
+			es[j] = es[k]
+			j = k
+		}
+	}
 }
 
 // chunkSource cuts the sorted entries after every entry whose path hash has its low bits zero
