@@ -15,8 +15,8 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"time"
 	"syscall"
+	"time"
 
 	"github.com/distribution/reference"
 	"github.com/google/go-containerregistry/pkg/authn"
