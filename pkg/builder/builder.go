@@ -171,6 +171,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	// it is reused rather than written.
 	if prev := previousImage(ctx, dests, o.Registry); prev != nil {
 		o.Layer.Lookup = prev.lookup
+		o.Layer.LookupEmpty = prev.empty
 	}
 
 	// The base's manifest and config come over the network while the layers are built.
@@ -468,6 +469,12 @@ func previousImage(ctx context.Context, dests []publish.Destination, rc registry
 func (p *previous) lookup(key string) v1.Layer {
 	p.once.Do(p.load)
 	return p.layers[key]
+}
+
+// empty reports whether the previous image has no layer with a key (or there is none).
+func (p *previous) empty() bool {
+	p.once.Do(p.load)
+	return len(p.layers) == 0
 }
 
 // load reads the previous image; any failure (no such tag yet, an unreachable registry) just

@@ -85,6 +85,17 @@ func (c *Cache) lookup(key string) (record, bool) {
 	return r, true
 }
 
+// empty reports whether the cache holds no layer at all (a new cache dir).
+func (c *Cache) empty() bool {
+	d, err := os.Open(c.layersDir())
+	if err != nil {
+		return false
+	}
+	defer d.Close()
+	names, _ := d.Readdirnames(1)
+	return len(names) == 0
+}
+
 // store moves a complete blob into place, then writes the record that points at it.
 func (c *Cache) store(key string, r record, tmpBlob string) error {
 	if err := os.Rename(tmpBlob, c.blobPath(r.Digest)); err != nil {

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -43,6 +44,11 @@ type Options struct {
 	// machine with an empty cache all compression. It returns nil when it does not know the
 	// key. Not part of any key.
 	Lookup func(key string) v1.Layer
+	// LookupEmpty, if set, reports that Lookup knows no key at all. With an empty cache too,
+	// no layer can be reused, so Make hashes the files the stat cache lacks while their layers
+	// are written instead of in a pass of its own (each file read once, not twice). Not part
+	// of any key.
+	LookupEmpty func() bool
 }
 
 // AnnotationKey is the manifest annotation that records a layer's key, so a machine with an
@@ -59,6 +65,11 @@ const formatVersion = "fairing-layer/1"
 type Builder struct {
 	cache *Cache
 	opts  Options
+	// stat learns the digests of files first hashed by the tar writer (see Build).
+	stat *StatCache
+	// hashed counts those files.
+	hashed atomic.Int64
+	pool   writerPool
 }
 
 // NewBuilder returns a builder that keeps its layers in cache.
@@ -78,14 +89,25 @@ func NewBuilder(cache *Cache, opts Options) (*Builder, error) {
 	return &Builder{cache: cache, opts: opts}, nil
 }
 
-// Build returns one layer per group, in order. Entries must have been hashed (HashEntries).
-// Cached layers cost a file lookup; the others are written now, tar and compression streamed
-// into the cache in one pass that also computes both digests.
+// Build returns one layer per group, in order. Cached layers cost a file lookup; the others
+// are written now, tar and compression streamed into the cache in one pass that also computes
+// both digests.
+//
+// A group whose files have all been hashed (HashEntries) is looked up by key first. A group
+// holding files not yet hashed is written straight away, the tar writer hashing each file as
+// it reads it, and its key computed afterwards: right when nothing could be reused anyway (an
+// empty cache), where hashing first would read every file twice.
 func (b *Builder) Build(ctx context.Context, groups []Group) ([]*Layer, error) {
 	layers := make([]*Layer, len(groups))
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(b.opts.Jobs)
 	for i := range groups {
+		if !groups[i].hashed() {
+			l := &Layer{b: b, group: groups[i], mediaType: b.defaultMediaType(), shared: &layerState{}}
+			layers[i] = l
+			g.Go(func() error { return b.writeLayer(ctx, l) })
+			continue
+		}
 		key, err := b.key(b.tarEntries(&groups[i]))
 		if err != nil {
 			return nil, fmt.Errorf("layer %q: %w", groups[i].Name, err)
@@ -103,26 +125,57 @@ func (b *Builder) Build(ctx context.Context, groups []Group) ([]*Layer, error) {
 				}
 			}
 		}
-		g.Go(func() error {
-			start := time.Now()
-			// The tar's entry list is made again here rather than kept from the key: on a big
-			// context, holding every layer's list at once would double the builder's memory.
-			r, err := b.write(ctx, key, b.tarEntries(&l.group))
-			if err != nil {
-				return fmt.Errorf("write layer %q: %w", l.group.Name, err)
-			}
-			l.rec, l.buildTime = r, time.Since(start)
-			l.shared.verified = true // written by us just now
-			if b.opts.OnWritten != nil {
-				b.opts.OnWritten(l)
-			}
-			return nil
-		})
+		g.Go(func() error { return b.writeLayer(ctx, l) })
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
 	return layers, nil
+}
+
+// writeLayer writes l's blob into the cache; l.key is computed on the way if it is empty.
+func (b *Builder) writeLayer(ctx context.Context, l *Layer) error {
+	start := time.Now()
+	// The tar's entry list is made again here rather than kept from the key: on a big
+	// context, holding every layer's list at once would double the builder's memory.
+	entries := b.tarEntries(&l.group)
+	r, key, err := b.write(ctx, l.key, entries)
+	if err != nil {
+		return fmt.Errorf("write layer %q: %w", l.group.Name, err)
+	}
+	if l.key == "" {
+		l.key = key
+		b.learn(&l.group, entries)
+	}
+	l.rec, l.buildTime = r, time.Since(start)
+	l.shared.verified = true // written by us just now
+	if b.opts.OnWritten != nil {
+		b.opts.OnWritten(l)
+	}
+	return nil
+}
+
+// learn copies the digests the tar writer computed into the group's entries and the stat
+// cache, so the next build reads none of these files.
+func (b *Builder) learn(g *Group, written []Entry) {
+	todo := map[string]*Entry{}
+	for i := range g.Entries {
+		if e := &g.Entries[i]; e.Type == TypeFile && !e.hashed {
+			todo[e.Path] = e
+		}
+	}
+	for i := range written {
+		w := &written[i]
+		e := todo[w.Path]
+		if e == nil || !w.hashed {
+			continue
+		}
+		e.digest, e.hashed = w.digest, true
+		b.hashed.Add(1)
+		if b.stat != nil && e.Source != "" {
+			b.stat.remember(e.Source, e.statKey(), e.digest, e.ModTime)
+		}
+	}
 }
 
 // tarEntries is exactly what the group's tar holds, in order.
@@ -180,10 +233,13 @@ func (b *Builder) defaultMediaType() types.MediaType {
 
 // write streams tar → compressor → temp file, hashing the uncompressed stream (diffID) and the
 // compressed one (digest) on the way, then moves the blob into the cache.
-func (b *Builder) write(ctx context.Context, key string, entries []Entry) (r record, err error) {
+//
+// With key "", the tar writer hashes the files not yet hashed and the key is computed from the
+// entries once the tar is complete. The key is returned either way.
+func (b *Builder) write(ctx context.Context, key string, entries []Entry) (r record, _ string, err error) {
 	tmp, err := os.CreateTemp(b.cache.tmpDir(), "blob-*")
 	if err != nil {
-		return r, fmt.Errorf("create temp blob: %w", err)
+		return r, "", fmt.Errorf("create temp blob: %w", err)
 	}
 	defer func() {
 		tmp.Close()
@@ -194,42 +250,49 @@ func (b *Builder) write(ctx context.Context, key string, entries []Entry) (r rec
 			}
 		}
 	}()
-	bw := bufio.NewWriterSize(tmp, 1<<20)
+	bw := b.pool.buffer(tmp)
+	defer b.pool.putBuffer(bw)
 	compressed := &hashCounter{h: sha256.New()}
 	if b.opts.Compression == Estargz {
 		diffID, usize, toc, err := b.writeEstargz(ctx, io.MultiWriter(bw, compressed), entries)
 		if err != nil {
-			return r, err
+			return r, "", err
 		}
 		r = record{DiffID: diffID, UncompressedSize: usize, Annotations: estargzAnnotations(toc, usize)}
 	} else {
-		zw, err := b.opts.Compression.compressor(io.MultiWriter(bw, compressed), b.opts.Level)
+		zw, err := b.pool.compressor(b.opts.Compression, io.MultiWriter(bw, compressed), b.opts.Level)
 		if err != nil {
-			return r, err
+			return r, "", err
 		}
 		uncompressed := &hashCounter{h: sha256.New()}
 		if err := writeTar(ctx, io.MultiWriter(zw, uncompressed), entries, b.opts.Tar); err != nil {
 			zw.Close()
-			return r, err
+			return r, "", err
 		}
 		if err := zw.Close(); err != nil {
-			return r, fmt.Errorf("compress: %w", err)
+			return r, "", fmt.Errorf("compress: %w", err)
 		}
+		b.pool.put(zw)
 		r = record{DiffID: "sha256:" + hex.EncodeToString(uncompressed.h.Sum(nil)), UncompressedSize: uncompressed.n}
 	}
 	if err := bw.Flush(); err != nil {
-		return r, fmt.Errorf("write temp blob: %w", err)
+		return r, "", fmt.Errorf("write temp blob: %w", err)
 	}
 	if err := tmp.Close(); err != nil {
-		return r, fmt.Errorf("write temp blob: %w", err)
+		return r, "", fmt.Errorf("write temp blob: %w", err)
 	}
 	r.Digest = "sha256:" + hex.EncodeToString(compressed.h.Sum(nil))
 	r.Size = compressed.n
 	r.Compression = b.opts.Compression
-	if err := b.cache.store(key, r, tmp.Name()); err != nil {
-		return r, err
+	if key == "" {
+		if key, err = b.key(entries); err != nil {
+			return r, "", err
+		}
 	}
-	return r, nil
+	if err := b.cache.store(key, r, tmp.Name()); err != nil {
+		return r, "", err
+	}
+	return r, key, nil
 }
 
 type hashCounter struct {
@@ -393,7 +456,7 @@ func (l *Layer) ensureBlob() error {
 	}
 	if err := verifyBlob(l.b.cache.blobPath(l.rec.Digest), l.rec.Digest, l.rec.Size); err != nil {
 		l.b.cache.forget(l.key, l.rec)
-		r, werr := l.b.write(context.Background(), l.key, l.b.tarEntries(&l.group))
+		r, _, werr := l.b.write(context.Background(), l.key, l.b.tarEntries(&l.group))
 		if werr != nil {
 			return fmt.Errorf("layer %q: cached blob unusable (%v) and rebuilding it failed: %w", l.group.Name, err, werr)
 		}

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // writeTree creates files (path → content; a trailing "/" makes a directory, "->x" a symlink).
@@ -625,5 +627,99 @@ func TestStatCacheFile(t *testing.T) {
 		if _, ok := OpenStatCache(file).lookup("/src/a.py", k); ok {
 			t.Errorf("a damaged file (%d bytes) still answered", len(bad))
 		}
+	}
+}
+
+// An empty cache hashes files while writing their layers; a cache that might hold something
+// (or a registry that knows keys) hashes first. Both must give the same keys and blobs, and
+// both must teach the stat cache.
+func TestHashWhileWritingMatchesHashFirst(t *testing.T) {
+	root := t.TempDir()
+	genTree(t, root, 300, 7)
+	files := 0
+	filepath.Walk(root, func(_ string, fi os.FileInfo, _ error) error {
+		if fi != nil && fi.Mode().IsRegular() {
+			files++
+		}
+		return nil
+	})
+	for _, c := range []Compression{Gzip, Estargz} {
+		t.Run(string(c), func(t *testing.T) {
+			// nothing to reuse: the tar writer hashes
+			lazyCache := t.TempDir()
+			lazy := makeLayers(t, root, lazyCache, Options{Compression: c})
+			// a registry that knows keys (none of these): every file is hashed up front
+			looked := 0
+			eager := makeLayers(t, root, t.TempDir(), Options{Compression: c,
+				Lookup:      func(string) v1.Layer { looked++; return nil },
+				LookupEmpty: func() bool { return false }})
+			if looked != len(eager.Layers) {
+				t.Errorf("hash-first build asked the registry %d times for %d layers", looked, len(eager.Layers))
+			}
+			if lazy.Hashed != files || eager.Hashed != files {
+				t.Errorf("files hashed: %d while writing, %d first; want %d", lazy.Hashed, eager.Hashed, files)
+			}
+			if lazy.Hash > eager.Hash {
+				t.Logf("hash phase %v (while writing) vs %v (first)", lazy.Hash, eager.Hash)
+			}
+			if len(lazy.Layers) != len(eager.Layers) {
+				t.Fatalf("%d layers vs %d", len(lazy.Layers), len(eager.Layers))
+			}
+			for i := range lazy.Layers {
+				a, b := lazy.Layers[i], eager.Layers[i]
+				da, _ := a.Digest()
+				db, _ := b.Digest()
+				if a.Key() != b.Key() || da != db || a.Key() == "" {
+					t.Errorf("layer %s: key %.12s / %.12s, digest %s / %s", a.Name(), a.Key(), b.Key(), da, db)
+				}
+			}
+			// The stat cache learnt every file from the tar writer: nothing is read again.
+			again := makeLayers(t, root, lazyCache, Options{Compression: c})
+			if again.Hashed != 0 {
+				t.Errorf("rebuild after hashing while writing re-hashed %d files", again.Hashed)
+			}
+			for _, l := range again.Layers {
+				if !l.CacheHit() {
+					t.Errorf("rebuild rewrote layer %s", l.Name())
+				}
+			}
+		})
+	}
+}
+
+// Compressors are reused from layer to layer within a build; a reused one must write the same
+// bytes as a new one, whatever it compressed before.
+func TestReusedCompressorWritesTheSameBytes(t *testing.T) {
+	a, bdir := t.TempDir(), t.TempDir()
+	genTree(t, a, 40, 11)
+	genTree(t, bdir, 25, 12)
+	ea, eb := collectHashed(t, a), collectHashed(t, bdir)
+	for _, c := range []Compression{Gzip, Zstd} {
+		t.Run(string(c), func(t *testing.T) {
+			cache, err := OpenCache(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := NewBuilder(cache, Options{Compression: c})
+			if err != nil {
+				t.Fatal(err)
+			}
+			write := func(es []Entry) string {
+				g := Group{Name: "all", Entries: es, dirs: map[string]Entry{}}
+				r, _, err := b.write(context.Background(), "", b.tarEntries(&g))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return r.Digest
+			}
+			first := write(ea)
+			write(eb) // the pooled compressor's state now holds other data
+			if len(b.pool.zw) != 1 {
+				t.Fatalf("%d compressors pooled, want 1", len(b.pool.zw))
+			}
+			if again := write(ea); again != first {
+				t.Errorf("reused compressor wrote %s, a new one %s", again, first)
+			}
+		})
 	}
 }

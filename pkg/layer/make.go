@@ -45,7 +45,10 @@ func Make(ctx context.Context, sources []Source, cacheDir string, opts Options, 
 	if jobs <= 0 {
 		jobs = 8 // hashing waits on the disk as much as the CPU
 	}
-	if res.Hashed, err = HashEntries(ctx, entries, stat, jobs*2); err != nil {
+	// Nothing to reuse (an empty cache, a registry that knows no key): the files the stat
+	// cache lacks are hashed by the tar writer as it reads them, not in a pass of their own.
+	nothingToReuse := cache.empty() && (opts.Lookup == nil || opts.LookupEmpty != nil && opts.LookupEmpty())
+	if res.Hashed, err = hashEntries(ctx, entries, stat, jobs*2, nothingToReuse); err != nil {
 		return nil, err
 	}
 	res.Hash = time.Since(start)
@@ -55,9 +58,11 @@ func Make(ctx context.Context, sources []Source, cacheDir string, opts Options, 
 	if err != nil {
 		return nil, err
 	}
+	b.stat = stat
 	if res.Layers, err = b.Build(ctx, Plan(entries, plan)); err != nil {
 		return nil, err
 	}
+	res.Hashed += int(b.hashed.Load())
 	res.Write = time.Since(start)
 	// Saved only after the layers were written: a file that changed under us is not remembered.
 	if err := stat.Save(); err != nil {

@@ -333,6 +333,16 @@ func (g *Group) tarEntries() []Entry {
 	return out
 }
 
+// hashed reports whether every regular file of the group has its content digest.
+func (g *Group) hashed() bool {
+	for i := range g.Entries {
+		if g.Entries[i].Type == TypeFile && !g.Entries[i].hashed {
+			return false
+		}
+	}
+	return true
+}
+
 // Files counts the regular files, links and directories a group stores.
 func (g *Group) Files() int { return len(g.Entries) }
 

@@ -177,6 +177,12 @@ func (c *StatCache) Save() error {
 // HashEntries fills in the content digest of every regular file (and hard link), reading only
 // the files whose stat data the cache does not know.
 func HashEntries(ctx context.Context, entries []Entry, cache *StatCache, jobs int) (hashed int, err error) {
+	return hashEntries(ctx, entries, cache, jobs, false)
+}
+
+// hashEntries is HashEntries; with deferFiles, a regular file the stat cache does not know is
+// left unhashed, for the tar writer to hash as it reads it (see Builder.Build).
+func hashEntries(ctx context.Context, entries []Entry, cache *StatCache, jobs int, deferFiles bool) (hashed int, err error) {
 	if cache == nil {
 		cache = OpenStatCache("")
 	}
@@ -199,6 +205,9 @@ func HashEntries(ctx context.Context, entries []Entry, cache *StatCache, jobs in
 		k := e.statKey()
 		if d, ok := cache.lookup(e.Source, k); ok {
 			e.digest, e.hashed = d, true
+			continue
+		}
+		if deferFiles && e.Type == TypeFile {
 			continue
 		}
 		g.Go(func() error {

@@ -110,7 +110,7 @@ func writeContent(ctx context.Context, tw *tar.Writer, e *Entry, buf []byte) err
 	} else {
 		f, err := os.Open(e.Source)
 		if err != nil {
-			return fmt.Errorf("cannot read %s: %w", e.Source, unwrapPathErr(err))
+			return fmt.Errorf("cannot read %s: %w (fix its permissions or exclude it in .dockerignore)", e.Source, unwrapPathErr(err))
 		}
 		defer f.Close()
 		// Never more than the header promised: a file that grew is caught below.
@@ -127,12 +127,13 @@ func writeContent(ctx context.Context, tw *tar.Writer, e *Entry, buf []byte) err
 			return err
 		}
 	}
-	if e.hashed {
-		var got [32]byte
-		copy(got[:], h.Sum(nil))
-		if got != e.digest {
-			return fmt.Errorf("%s: %w (content differs from when it was hashed): rerun the build once it is stable", e.Source, ErrFileChanged)
-		}
+	var got [32]byte
+	copy(got[:], h.Sum(nil))
+	if !e.hashed {
+		// hashed here for the first time (a build with nothing to reuse): the key follows
+		e.digest, e.hashed = got, true
+	} else if got != e.digest {
+		return fmt.Errorf("%s: %w (content differs from when it was hashed): rerun the build once it is stable", e.Source, ErrFileChanged)
 	}
 	return nil
 }
