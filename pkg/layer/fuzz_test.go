@@ -97,3 +97,22 @@ func FuzzParseIgnore(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReadStatCache: any bytes in the stat cache file are an error or a map, never a panic,
+// and what reads back from a file Save wrote is what was saved.
+func FuzzReadStatCache(f *testing.F) {
+	f.Add([]byte(statCacheMagic + "\x07/a/b.py" + strings.Repeat("\x01", 80) + "\x00"))
+	f.Add([]byte(statCacheMagic + "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"))
+	f.Add([]byte(statCacheMagic))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := readStatCache(string(b))
+		if err != nil {
+			return
+		}
+		for p := range m {
+			if len(p) > 1<<16 {
+				t.Fatalf("path of %d bytes accepted", len(p))
+			}
+		}
+	})
+}

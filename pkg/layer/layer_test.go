@@ -723,3 +723,60 @@ func TestReusedCompressorWritesTheSameBytes(t *testing.T) {
 		})
 	}
 }
+
+func TestIsDependencyFile(t *testing.T) {
+	for p, want := range map[string]bool{
+		"app/requirements.txt": true, "requirements-dev.txt": true, "a/b/requirements_gpu.txt": true,
+		"constraints.txt": true, "pyproject.toml": true, "app/setup.py": true, "Pipfile.lock": true,
+		"go.mod": true, "x/package.json": true, "environment.yml": true,
+		"requirements.txt.bak": false, "requirements.md": false, "requirementstxt": false, "my-requirements.txt": false,
+		"app/setup.py/x.py": false, "setup.pyc": false, "pipfile": false, "train.py": false, "": false, "requirements": false,
+	} {
+		if got := IsDependencyFile(p); got != want {
+			t.Errorf("IsDependencyFile(%q) = %v, want %v", p, got, want)
+		}
+	}
+}
+
+// tarEntries merges a sorted group with its missing parents; it must give exactly what
+// sorting everything gives, on every group of a plan and on arbitrary sorted subsets.
+func TestTarEntriesMergeMatchesSort(t *testing.T) {
+	root := t.TempDir()
+	genTree(t, root, 400, 5)
+	writeTree(t, root, map[string]string{"deep/a/b/c/d.py": "x", "deep/a/b-x.py": "y", "deep/a/b/e/": "", "z/requirements.txt": "r"})
+	os.Link(filepath.Join(root, "deep/a/b-x.py"), filepath.Join(root, "z/link.py"))
+	ageTree(root)
+	entries := collectHashed(t, root)
+	show := func(es []Entry) string {
+		var b strings.Builder
+		for _, e := range es {
+			fmt.Fprintf(&b, "%s %v %o %s\n", e.Path, e.Type, e.Mode, e.Linkname)
+		}
+		return b.String()
+	}
+	check := func(name string, g Group) {
+		t.Helper()
+		if fast, slow := show(g.tarEntries()), show(g.tarEntriesSorting()); fast != slow {
+			t.Errorf("%s: merged\n%s\nsorted\n%s", name, fast, slow)
+		}
+	}
+	groups := Plan(entries, PlanOptions{ChunkBytes: 64 << 10})
+	if len(groups) < 4 {
+		t.Fatalf("only %d groups", len(groups))
+	}
+	for _, g := range groups {
+		check(g.Name, g)
+	}
+	r := rand.New(rand.NewSource(3))
+	sorted := append([]Entry(nil), entries...)
+	sortEntries(sorted)
+	for n := 0; n < 50; n++ {
+		var sub []Entry
+		for _, e := range sorted {
+			if r.Intn(4) == 0 {
+				sub = append(sub, e)
+			}
+		}
+		check(fmt.Sprintf("subset %d", n), Group{Entries: sub, dirs: groups[0].dirs})
+	}
+}

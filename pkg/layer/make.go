@@ -30,8 +30,13 @@ func Make(ctx context.Context, sources []Source, cacheDir string, opts Options, 
 	}
 	res := &Result{}
 
+	// The stat cache loads while the walk waits on the filesystem.
+	statCh := make(chan *StatCache, 1)
+	go func() { statCh <- OpenStatCache(statCacheFile(cacheDir, sources)) }()
+
 	start := time.Now()
 	entries, err := Collect(ctx, sources)
+	stat := <-statCh
 	if err != nil {
 		return nil, err
 	}
@@ -39,7 +44,6 @@ func Make(ctx context.Context, sources []Source, cacheDir string, opts Options, 
 	res.Walk = time.Since(start)
 
 	start = time.Now()
-	stat := OpenStatCache(statCacheFile(cacheDir, sources))
 	stat.tmpDir = cache.tmpDir() // a crash leaves no stray temporary next to it
 	jobs := opts.Jobs
 	if jobs <= 0 {

@@ -56,24 +56,27 @@ type Group struct {
 }
 
 // dependencyNames are the files that describe dependencies: they change rarely and, on the
-// BuildKit path, trigger installs, so they sit in the lowest layer.
-var dependencyNames = []string{
-	"requirements*.txt", "constraints*.txt", "pyproject.toml", "setup.py", "setup.cfg",
-	"environment.yml", "environment.yaml", "conda.yml", "conda.yaml", "Pipfile", "Pipfile.lock",
-	"poetry.lock", "uv.lock", "pdm.lock", "package.json", "package-lock.json", "yarn.lock",
-	"go.mod", "go.sum",
-}
+// BuildKit path, trigger installs, so they sit in the lowest layer. dependencyGlobs are the
+// names PREFIX*SUFFIX (path.Match's "requirements*.txt").
+var (
+	dependencyNames = map[string]bool{
+		"pyproject.toml": true, "setup.py": true, "setup.cfg": true,
+		"environment.yml": true, "environment.yaml": true, "conda.yml": true, "conda.yaml": true,
+		"Pipfile": true, "Pipfile.lock": true, "poetry.lock": true, "uv.lock": true, "pdm.lock": true,
+		"package.json": true, "package-lock.json": true, "yarn.lock": true, "go.mod": true, "go.sum": true,
+	}
+	dependencyGlobs = [][2]string{{"requirements", ".txt"}, {"constraints", ".txt"}}
+)
 
-// IsDependencyFile reports whether a file name (any directory) is a dependency manifest.
+// IsDependencyFile reports whether a file name (any directory) is a dependency manifest. It
+// runs for every file on every build: a map lookup and two prefix tests, no pattern matching.
 func IsDependencyFile(p string) bool {
 	base := path.Base(p)
-	// This runs for every file on every build: rule out most names by their first letter
-	// (every pattern starts with one of these) before matching.
-	if base == "" || !strings.ContainsRune("cegpPrsuy", rune(base[0])) {
-		return false
+	if dependencyNames[base] {
+		return true
 	}
-	for _, pat := range dependencyNames {
-		if ok, _ := path.Match(pat, base); ok {
+	for _, g := range dependencyGlobs {
+		if len(base) >= len(g[0])+len(g[1]) && strings.HasPrefix(base, g[0]) && strings.HasSuffix(base, g[1]) {
 			return true
 		}
 	}
@@ -297,8 +300,64 @@ func cutChunks(es []Entry, mask uint64, maxBytes int64) [][]Entry {
 }
 
 // tarEntries is the group's entries with every parent directory in front, sorted: exactly what
-// the layer's tar holds.
+// the layer's tar holds. It runs for every layer on every build (the key is computed from it),
+// so entries already in path order (as Plan leaves them) are merged with their missing parents
+// rather than sorted again.
 func (g *Group) tarEntries() []Entry {
+	es := g.Entries
+	for i := 1; i < len(es); i++ {
+		if es[i-1].Path >= es[i].Path {
+			return g.tarEntriesSorting()
+		}
+	}
+	// The parents no entry of the group stands for. An entry's ancestors are looked at once:
+	// a directory that is itself an entry brings its own when its turn comes.
+	var parents []Entry
+	done := map[string]bool{}
+	last := ""
+	for i := range es {
+		d := path.Dir(es[i].Path)
+		if d == last {
+			continue
+		}
+		last = d
+		for ; d != "." && !done[d]; d = path.Dir(d) {
+			done[d] = true
+			if _, in := slices.BinarySearchFunc(es, d, func(e Entry, p string) int { return strings.Compare(e.Path, p) }); in {
+				break
+			}
+			parents = append(parents, g.parent(d))
+		}
+	}
+	slices.SortFunc(parents, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
+	out := make([]Entry, 0, len(es)+len(parents))
+	links := false
+	for i, j := 0, 0; i < len(es) || j < len(parents); {
+		if j == len(parents) || i < len(es) && es[i].Path < parents[j].Path {
+			links = links || es[i].Type == TypeHardlink
+			out = append(out, es[i])
+			i++
+		} else {
+			out = append(out, parents[j])
+			j++
+		}
+	}
+	if links {
+		copyForeignLinks(out)
+	}
+	return out
+}
+
+// parent is the entry of directory d: as found in the context, or made with mode 0755.
+func (g *Group) parent(d string) Entry {
+	if de, ok := g.dirs[d]; ok {
+		return de
+	}
+	return Entry{Path: d, Type: TypeDir, Mode: 0o755}
+}
+
+// tarEntriesSorting is tarEntries for entries in any order.
+func (g *Group) tarEntriesSorting() []Entry {
 	seen := map[string]bool{}
 	var out []Entry
 	for _, e := range g.Entries {
@@ -307,16 +366,17 @@ func (g *Group) tarEntries() []Entry {
 	for _, e := range g.Entries {
 		for d := path.Dir(e.Path); d != "." && !seen[d]; d = path.Dir(d) {
 			seen[d] = true
-			if de, ok := g.dirs[d]; ok {
-				out = append(out, de)
-			} else {
-				out = append(out, Entry{Path: d, Type: TypeDir, Mode: 0o755})
-			}
+			out = append(out, g.parent(d))
 		}
 	}
 	out = append(out, g.Entries...)
 	sortEntries(out)
-	// A hard link whose first name lives in another layer is stored as a copy.
+	copyForeignLinks(out)
+	return out
+}
+
+// copyForeignLinks turns a hard link whose first name lives in another layer into a copy.
+func copyForeignLinks(out []Entry) {
 	files := map[string]bool{}
 	for i := range out {
 		switch out[i].Type {
@@ -330,7 +390,6 @@ func (g *Group) tarEntries() []Entry {
 			}
 		}
 	}
-	return out
 }
 
 // hashed reports whether every regular file of the group has its content digest.

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -61,13 +62,11 @@ func OpenStatCache(file string) *StatCache {
 	if file == "" {
 		return c
 	}
-	f, err := os.Open(file)
+	data, err := os.ReadFile(file)
 	if err != nil {
 		return c
 	}
-	defer f.Close()
-	m, err := readStatCache(bufio.NewReaderSize(f, 256<<10))
-	if err == nil {
+	if m, err := readStatCache(string(data)); err == nil {
 		c.m = m
 	}
 	return c
@@ -75,36 +74,58 @@ func OpenStatCache(file string) *StatCache {
 
 // The file is the magic line, then per file: uvarint path length, path, size, mtime, ctime,
 // inode, device, mode (8 bytes each, little endian), sha256; then an end marker (length 0).
-func readStatCache(r *bufio.Reader) (map[string]statRecord, error) {
-	magic := make([]byte, len(statCacheMagic))
-	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != statCacheMagic {
+// It is read whole: the keys are slices of one string, not an allocation each, and it runs on
+// every build.
+func readStatCache(s string) (map[string]statRecord, error) {
+	if !strings.HasPrefix(s, statCacheMagic) {
 		return nil, errors.New("not a stat cache")
 	}
-	m := map[string]statRecord{}
-	var fixed [6*8 + 32]byte
+	s = s[len(statCacheMagic):]
+	const fixed = 6*8 + 32
+	m := make(map[string]statRecord, len(s)/(fixed+48)) // a typical path is 30–60 bytes
 	for {
-		n, err := binary.ReadUvarint(r)
-		if err != nil {
-			return nil, err
+		n, w := uvarint(s)
+		if w <= 0 {
+			return nil, errors.New("corrupt stat cache")
 		}
+		s = s[w:]
 		if n == 0 {
 			return m, nil
 		}
-		if n > 1<<16 {
+		if n > 1<<16 || uint64(len(s)) < n+fixed {
 			return nil, errors.New("corrupt stat cache")
 		}
-		p := make([]byte, n)
-		if _, err := io.ReadFull(r, p); err != nil {
-			return nil, err
-		}
-		if _, err := io.ReadFull(r, fixed[:]); err != nil {
-			return nil, err
-		}
-		u := func(i int) uint64 { return binary.LittleEndian.Uint64(fixed[i*8:]) }
+		p, f := s[:n], s[n:n+fixed]
+		s = s[n+fixed:]
+		u := func(i int) uint64 { return le64(f[i*8:]) }
 		rec := statRecord{K: statKey{Size: int64(u(0)), MtimeNs: int64(u(1)), CtimeNs: int64(u(2)), Ino: u(3), Dev: u(4), Mode: uint32(u(5))}}
-		copy(rec.Digest[:], fixed[48:])
-		m[string(p)] = rec
+		copy(rec.Digest[:], f[48:])
+		m[p] = rec
 	}
+}
+
+func le64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+// uvarint is binary.Uvarint on a string.
+func uvarint(s string) (uint64, int) {
+	var x uint64
+	var shift uint
+	for i := 0; i < len(s) && i < binary.MaxVarintLen64; i++ {
+		b := s[i]
+		if b < 0x80 {
+			if i == binary.MaxVarintLen64-1 && b > 1 {
+				return 0, -(i + 1)
+			}
+			return x | uint64(b)<<shift, i + 1
+		}
+		x |= uint64(b&0x7f) << shift
+		shift += 7
+	}
+	return 0, 0
 }
 
 func (c *StatCache) lookup(p string, k statKey) ([32]byte, bool) {
