@@ -509,6 +509,10 @@ func (p *previous) load() {
 	if err != nil {
 		return
 	}
+	cf, err := img.ConfigFile()
+	if err != nil || len(cf.RootFS.DiffIDs) != len(m.Layers) {
+		return
+	}
 	layers, err := img.Layers()
 	if err != nil || len(layers) != len(m.Layers) {
 		return
@@ -516,7 +520,8 @@ func (p *previous) load() {
 	p.layers = map[string]v1.Layer{}
 	for i, d := range m.Layers {
 		if k := d.Annotations[layer.AnnotationKey]; k != "" {
-			p.layers[k] = layers[i]
+			// still mountable from this repository when pushed elsewhere
+			p.layers[k] = &remote.MountableLayer{Layer: &knownLayer{Layer: layers[i], desc: d, diffID: cf.RootFS.DiffIDs[i]}, Reference: p.ref}
 		}
 	}
 }

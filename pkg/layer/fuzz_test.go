@@ -105,13 +105,16 @@ func FuzzReadStatCache(f *testing.F) {
 	f.Add([]byte(statCacheMagic + "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"))
 	f.Add([]byte(statCacheMagic))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		m, err := readStatCache(string(b))
+		m, recs, err := readStatCache(string(b))
 		if err != nil {
 			return
 		}
-		for p := range m {
-			if len(p) > 1<<16 {
-				t.Fatalf("path of %d bytes accepted", len(p))
+		if len(m) != len(recs) {
+			t.Fatalf("%d paths, %d records", len(m), len(recs))
+		}
+		for p, i := range m {
+			if len(p) > 1<<16 || recs[i].path != p {
+				t.Fatalf("path of %d bytes → record of %q", len(p), recs[i].path)
 			}
 		}
 	})

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,15 +28,18 @@ type StatCache struct {
 	tmpDir string
 
 	mu sync.Mutex
-	// one map for what was loaded and what this build saw: on a context of 100,000 files a
-	// second map would cost tens of megabytes
-	m    map[string]statRecord
+	// one table for what was loaded and what this build saw (on a context of 100,000 files a
+	// second one would cost tens of megabytes); the map holds indices into recs, so a lookup
+	// marks its record seen in place
+	m    map[string]int32
+	recs []statRecord
 	seen int
 	// changed is set when a digest was learned: only then is the file rewritten.
 	changed bool
 }
 
 type statRecord struct {
+	path   string
 	K      statKey
 	Digest [32]byte
 	seen   bool
@@ -58,7 +62,7 @@ const statCacheMagic = "fairing-statcache/1\n"
 // OpenStatCache loads the cache stored in file. A missing or unreadable file gives an empty
 // cache: it is only an accelerator, never a source of truth.
 func OpenStatCache(file string) *StatCache {
-	c := &StatCache{file: file, m: map[string]statRecord{}}
+	c := &StatCache{file: file, m: map[string]int32{}}
 	if file == "" {
 		return c
 	}
@@ -66,8 +70,8 @@ func OpenStatCache(file string) *StatCache {
 	if err != nil {
 		return c
 	}
-	if m, err := readStatCache(string(data)); err == nil {
-		c.m = m
+	if m, recs, err := readStatCache(string(data)); err == nil {
+		c.m, c.recs = m, recs
 	}
 	return c
 }
@@ -76,31 +80,37 @@ func OpenStatCache(file string) *StatCache {
 // inode, device, mode (8 bytes each, little endian), sha256; then an end marker (length 0).
 // It is read whole: the keys are slices of one string, not an allocation each, and it runs on
 // every build.
-func readStatCache(s string) (map[string]statRecord, error) {
+func readStatCache(s string) (map[string]int32, []statRecord, error) {
 	if !strings.HasPrefix(s, statCacheMagic) {
-		return nil, errors.New("not a stat cache")
+		return nil, nil, errors.New("not a stat cache")
 	}
 	s = s[len(statCacheMagic):]
 	const fixed = 6*8 + 32
-	m := make(map[string]statRecord, len(s)/(fixed+48)) // a typical path is 30–60 bytes
+	size := len(s) / (fixed + 48) // a typical path is 30–60 bytes
+	m, recs := make(map[string]int32, size), make([]statRecord, 0, size)
 	for {
 		n, w := uvarint(s)
 		if w <= 0 {
-			return nil, errors.New("corrupt stat cache")
+			return nil, nil, errors.New("corrupt stat cache")
 		}
 		s = s[w:]
 		if n == 0 {
-			return m, nil
+			return m, recs, nil
 		}
-		if n > 1<<16 || uint64(len(s)) < n+fixed {
-			return nil, errors.New("corrupt stat cache")
+		if n > 1<<16 || uint64(len(s)) < n+fixed || len(recs) >= math.MaxInt32 {
+			return nil, nil, errors.New("corrupt stat cache")
 		}
 		p, f := s[:n], s[n:n+fixed]
 		s = s[n+fixed:]
 		u := func(i int) uint64 { return le64(f[i*8:]) }
-		rec := statRecord{K: statKey{Size: int64(u(0)), MtimeNs: int64(u(1)), CtimeNs: int64(u(2)), Ino: u(3), Dev: u(4), Mode: uint32(u(5))}}
+		rec := statRecord{path: p, K: statKey{Size: int64(u(0)), MtimeNs: int64(u(1)), CtimeNs: int64(u(2)), Ino: u(3), Dev: u(4), Mode: uint32(u(5))}}
 		copy(rec.Digest[:], f[48:])
-		m[p] = rec
+		if i, dup := m[p]; dup {
+			recs[i] = rec
+			continue
+		}
+		m[p] = int32(len(recs))
+		recs = append(recs, rec)
 	}
 }
 
@@ -131,16 +141,19 @@ func uvarint(s string) (uint64, int) {
 func (c *StatCache) lookup(p string, k statKey) ([32]byte, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	r, ok := c.m[p]
-	if ok && r.K == k {
-		if !r.seen {
-			r.seen = true
-			c.m[p] = r
-			c.seen++
-		}
-		return r.Digest, true
+	i, ok := c.m[p]
+	if !ok {
+		return [32]byte{}, false
 	}
-	return [32]byte{}, false
+	r := &c.recs[i]
+	if r.K != k {
+		return [32]byte{}, false
+	}
+	if !r.seen {
+		r.seen = true
+		c.seen++
+	}
+	return r.Digest, true
 }
 
 func (c *StatCache) remember(p string, k statKey, d [32]byte, mtime time.Time) {
@@ -148,12 +161,18 @@ func (c *StatCache) remember(p string, k statKey, d [32]byte, mtime time.Time) {
 		return
 	}
 	c.mu.Lock()
-	if !c.m[p].seen {
-		c.seen++
-	}
-	c.m[p] = statRecord{K: k, Digest: d, seen: true}
+	defer c.mu.Unlock()
 	c.changed = true
-	c.mu.Unlock()
+	if i, ok := c.m[p]; ok {
+		if !c.recs[i].seen {
+			c.seen++
+		}
+		c.recs[i] = statRecord{path: p, K: k, Digest: d, seen: true}
+		return
+	}
+	c.m[p] = int32(len(c.recs))
+	c.recs = append(c.recs, statRecord{path: p, K: k, Digest: d, seen: true})
+	c.seen++
 }
 
 // Save writes what this build saw (files gone since are dropped) atomically.
@@ -171,7 +190,8 @@ func (c *StatCache) Save() error {
 			return err
 		}
 		var buf [binary.MaxVarintLen64 + 6*8 + 32]byte
-		for p, r := range c.m {
+		for i := range c.recs {
+			r, p := &c.recs[i], c.recs[i].path
 			if !r.seen {
 				continue
 			}
