@@ -151,8 +151,19 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			publishTo = append(publishTo, d)
 		}
 	}
+	// What the destination tag holds now is read once, starting now, for the layer lookup
+	// by key and for the publisher.
+	var tags *publish.Tags
+	if prev := firstRegistry(dests); prev != nil {
+		ropts, err := o.Registry.RemoteOptions(ctx)
+		if err != nil {
+			return nil, err
+		}
+		tags = publish.NewTags(ropts)
+		go tags.Get(ctx, prev)
+	}
 	progressCh, progressWait := progress.Uploads(o.Progress, "pushing")
-	pub, err := publish.NewPublisher(ctx, publishTo, publish.Options{Registry: o.Registry, Progress: progressCh})
+	pub, err := publish.NewPublisher(ctx, publishTo, publish.Options{Registry: o.Registry, Progress: progressCh, Tags: tags})
 	if err != nil {
 		close(progressCh)
 		return nil, err
@@ -169,7 +180,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	o.Layer.OnWritten = func(l *layer.Layer) { pub.Upload(l) }
 	// A layer the cache lacks may be in the destination's previous image: found by its key,
 	// it is reused rather than written.
-	if prev := previousImage(ctx, dests, o.Registry); prev != nil {
+	if prev := previousImage(ctx, dests, tags); prev != nil {
 		o.Layer.Lookup = prev.lookup
 		o.Layer.LookupEmpty = prev.empty
 	}
@@ -451,16 +462,24 @@ func DefaultCacheDir() (string, error) {
 // hit the local cache never ask.
 type previous struct {
 	ref    name.Reference
-	rc     registryclient.Config
+	tags   *publish.Tags
 	ctx    context.Context
 	once   sync.Once
 	layers map[string]v1.Layer
 }
 
-func previousImage(ctx context.Context, dests []publish.Destination, rc registryclient.Config) *previous {
+func previousImage(ctx context.Context, dests []publish.Destination, tags *publish.Tags) *previous {
+	if ref := firstRegistry(dests); ref != nil {
+		return &previous{ref: ref, tags: tags, ctx: ctx}
+	}
+	return nil
+}
+
+// firstRegistry is the first registry destination's reference, nil if there is none.
+func firstRegistry(dests []publish.Destination) name.Reference {
 	for _, d := range dests {
 		if d.Kind == publish.Registry {
-			return &previous{ref: d.Ref, rc: rc, ctx: ctx}
+			return d.Ref
 		}
 	}
 	return nil
@@ -480,11 +499,7 @@ func (p *previous) empty() bool {
 // load reads the previous image; any failure (no such tag yet, an unreachable registry) just
 // means nothing is known: the layers are built.
 func (p *previous) load() {
-	opts, err := p.rc.RemoteOptions(p.ctx)
-	if err != nil {
-		return
-	}
-	desc, err := remote.Get(p.ref, opts...)
+	desc, err := p.tags.Get(p.ctx, p.ref)
 	if err != nil {
 		return
 	}

@@ -32,6 +32,9 @@ type Options struct {
 	Registry registryclient.Config
 	// Progress receives upload progress for registry destinations; Publish closes it.
 	Progress chan v1.Update
+	// Tags, if set, reads what the destination tags hold now (shared with whoever else asked
+	// during the build); nil reads them afresh.
+	Tags *Tags
 }
 
 // Report says what publishing did.
@@ -233,7 +236,13 @@ func (p *Publisher) previous(ctx context.Context, digest v1.Hash, todo map[name.
 		if _, ok := ref.(name.Tag); !ok {
 			return previous{err: errNoPrevious}
 		}
-		desc, err := remote.Get(ref, append(p.opts, remote.WithContext(ctx))...)
+		var desc *remote.Descriptor
+		var err error
+		if p.o.Tags != nil {
+			desc, err = p.o.Tags.Get(ctx, ref)
+		} else {
+			desc, err = remote.Get(ref, append(p.opts, remote.WithContext(ctx))...)
+		}
 		var terr *transport.Error
 		switch {
 		case errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound:
