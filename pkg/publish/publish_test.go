@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -145,4 +146,58 @@ func mustConfigDigest(t *testing.T, i v1.Image) string {
 		t.Fatal(err)
 	}
 	return d.String()
+}
+
+// Tags asks the registry once per tag however many callers want it, and the publisher uses
+// what it read.
+func TestTagsReadOnce(t *testing.T) {
+	var gets sync.Map
+	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/manifests/") {
+			n, _ := gets.LoadOrStore(r.URL.Path, new(atomic.Int32))
+			n.(*atomic.Int32).Add(1)
+		}
+		h.ServeHTTP(w, r)
+	}))
+	defer s.Close()
+	ctx := context.Background()
+	rc := registryclient.Config{}
+	ref, err := rc.ParseReference(strings.TrimPrefix(s.URL, "http://") + "/team/app:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := random.Layer(512, "application/vnd.oci.image.layer.v1.tar+gzip")
+	img, _ := mutate.AppendLayers(empty.Image, l)
+	d := Destination{Kind: Registry, Raw: ref.String(), Ref: ref}
+	if _, err := Publish(ctx, &build.Result{Image: img}, []Destination{d}, Options{Registry: rc}); err != nil {
+		t.Fatal(err)
+	}
+	gets.Clear()
+
+	opts, err := rc.RemoteOptions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags := NewTags(opts)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			if _, err := tags.Get(ctx, ref); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	rep, err := Publish(ctx, &build.Result{Image: img}, []Destination{d}, Options{Registry: rc, Tags: tags})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Manifests) != 0 || len(rep.Pushed) != 0 {
+		t.Errorf("republishing the same image wrote %v, pushed %v", rep.Manifests, rep.Pushed)
+	}
+	n, _ := gets.Load("/v2/team/app/manifests/1")
+	if n == nil || n.(*atomic.Int32).Load() != 1 {
+		t.Errorf("tag manifest read %v times, want once", n)
+	}
 }
