@@ -86,8 +86,8 @@ func readStatCache(s string) (map[string]int32, []statRecord, error) {
 	}
 	s = s[len(statCacheMagic):]
 	const fixed = 6*8 + 32
-	size := len(s) / (fixed + 48) // a typical path is 30–60 bytes
-	m, recs := make(map[string]int32, size), make([]statRecord, 0, size)
+	recs := make([]statRecord, 0, len(s)/(fixed+48)) // a typical path is 30–60 bytes
+	paths := 0
 	for {
 		n, w := uvarint(s)
 		if w <= 0 {
@@ -95,7 +95,7 @@ func readStatCache(s string) (map[string]int32, []statRecord, error) {
 		}
 		s = s[w:]
 		if n == 0 {
-			return m, recs, nil
+			break
 		}
 		if n > 1<<16 || uint64(len(s)) < n+fixed || len(recs) >= math.MaxInt32 {
 			return nil, nil, errors.New("corrupt stat cache")
@@ -105,13 +105,28 @@ func readStatCache(s string) (map[string]int32, []statRecord, error) {
 		u := func(i int) uint64 { return le64(f[i*8:]) }
 		rec := statRecord{path: p, K: statKey{Size: int64(u(0)), MtimeNs: int64(u(1)), CtimeNs: int64(u(2)), Ino: u(3), Dev: u(4), Mode: uint32(u(5))}}
 		copy(rec.Digest[:], f[48:])
-		if i, dup := m[p]; dup {
-			recs[i] = rec
+		recs = append(recs, rec)
+		paths += int(n)
+	}
+	// The paths move to one string of their own: slices of the file's would keep its 80 bytes
+	// per record of stat data and digest alive for the whole build.
+	var b strings.Builder
+	b.Grow(paths)
+	for i := range recs {
+		b.WriteString(recs[i].path)
+	}
+	all, off := b.String(), 0
+	m, out := make(map[string]int32, len(recs)), recs[:0]
+	for _, r := range recs {
+		r.path, off = all[off:off+len(r.path)], off+len(r.path)
+		if i, dup := m[r.path]; dup {
+			out[i] = r
 			continue
 		}
-		m[p] = int32(len(recs))
-		recs = append(recs, rec)
+		m[r.path] = int32(len(out))
+		out = append(out, r)
 	}
+	return m, out, nil
 }
 
 func le64(s string) uint64 {
