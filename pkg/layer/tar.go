@@ -80,6 +80,13 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b
 // file's content is checked against the digest its layer key was computed from, so a file that
 // changed after hashing can never be cached under the old key.
 func writeTar(ctx context.Context, w io.Writer, entries []Entry, o TarOptions) error {
+	return writeTarHashing(ctx, w, entries, o, true)
+}
+
+// writeTarHashing is writeTar; without hash, file contents are neither hashed nor checked, for
+// a writer downstream that hashes every file itself (eStargz's TOC records each file's digest)
+// and checks them afterwards.
+func writeTarHashing(ctx context.Context, w io.Writer, entries []Entry, o TarOptions, hash bool) error {
 	tw := tar.NewWriter(w)
 	buf := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(buf)
@@ -94,17 +101,21 @@ func writeTar(ctx context.Context, w io.Writer, entries []Entry, o TarOptions) e
 		if e.Type != TypeFile {
 			continue
 		}
-		if err := writeContent(ctx, tw, e, *buf); err != nil {
+		if err := writeContent(ctx, tw, e, *buf, hash); err != nil {
 			return err
 		}
 	}
 	return tw.Close()
 }
 
-func writeContent(ctx context.Context, tw *tar.Writer, e *Entry, buf []byte) error {
+func writeContent(ctx context.Context, tw *tar.Writer, e *Entry, buf []byte, hash bool) error {
 	h := sha256.New()
+	var dst io.Writer = tw
+	if hash {
+		dst = io.MultiWriter(tw, h)
+	}
 	if e.Source == "" {
-		if _, err := io.CopyBuffer(io.MultiWriter(tw, h), bytes.NewReader(e.Data), buf); err != nil {
+		if _, err := io.CopyBuffer(dst, bytes.NewReader(e.Data), buf); err != nil {
 			return fmt.Errorf("write /%s: %w", e.Path, err)
 		}
 	} else {
@@ -115,7 +126,7 @@ func writeContent(ctx context.Context, tw *tar.Writer, e *Entry, buf []byte) err
 		defer f.Close()
 		// Never more than the header promised: a file that grew is caught below.
 		src := &readErr{r: io.LimitReader(ctxReader{ctx, f}, e.Size)}
-		n, err := io.CopyBuffer(io.MultiWriter(tw, h), src, buf)
+		n, err := io.CopyBuffer(dst, src, buf)
 		if err != nil {
 			if src.err != nil {
 				return fmt.Errorf("read %s: %w", e.Source, unwrapPathErr(err))
@@ -127,8 +138,17 @@ func writeContent(ctx context.Context, tw *tar.Writer, e *Entry, buf []byte) err
 			return err
 		}
 	}
+	if !hash {
+		return nil
+	}
 	var got [32]byte
 	copy(got[:], h.Sum(nil))
+	return e.checkDigest(got)
+}
+
+// checkDigest compares content just read with the digest the entry's layer key was computed
+// from; an entry not hashed yet takes it.
+func (e *Entry) checkDigest(got [32]byte) error {
 	if !e.hashed {
 		// hashed here for the first time (a build with nothing to reuse): the key follows
 		e.digest, e.hashed = got, true
