@@ -99,27 +99,42 @@ func NewBuilder(cache *Cache, opts Options) (*Builder, error) {
 // empty cache), where hashing first would read every file twice.
 func (b *Builder) Build(ctx context.Context, groups []Group) ([]*Layer, error) {
 	layers := make([]*Layer, len(groups))
+	// Keys and cache lookups first, on every core: on an unchanged build they are all the work.
+	kg, kctx := errgroup.WithContext(ctx)
+	kg.SetLimit(runtime.GOMAXPROCS(0))
+	for i := range groups {
+		l := &Layer{b: b, group: groups[i], mediaType: b.defaultMediaType(), shared: &layerState{}}
+		layers[i] = l
+		if !groups[i].hashed() {
+			continue // its key comes out of the write
+		}
+		kg.Go(func() error {
+			if err := kctx.Err(); err != nil {
+				return err
+			}
+			key, err := b.key(b.tarEntries(&l.group))
+			if err != nil {
+				return fmt.Errorf("layer %q: %w", l.group.Name, err)
+			}
+			l.key = key
+			if r, ok := b.cache.lookup(key); ok {
+				l.rec, l.hit = r, true
+			}
+			return nil
+		})
+	}
+	if err := kg.Wait(); err != nil {
+		return nil, err
+	}
+
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(b.opts.Jobs)
-	for i := range groups {
-		if !groups[i].hashed() {
-			l := &Layer{b: b, group: groups[i], mediaType: b.defaultMediaType(), shared: &layerState{}}
-			layers[i] = l
-			g.Go(func() error { return b.writeLayer(ctx, l) })
+	for _, l := range layers {
+		if l.hit {
 			continue
 		}
-		key, err := b.key(b.tarEntries(&groups[i]))
-		if err != nil {
-			return nil, fmt.Errorf("layer %q: %w", groups[i].Name, err)
-		}
-		l := &Layer{b: b, group: groups[i], key: key, mediaType: b.defaultMediaType(), shared: &layerState{}}
-		layers[i] = l
-		if r, ok := b.cache.lookup(key); ok {
-			l.rec, l.hit = r, true
-			continue
-		}
-		if b.opts.Lookup != nil {
-			if rl := b.opts.Lookup(key); rl != nil {
+		if l.key != "" && b.opts.Lookup != nil {
+			if rl := b.opts.Lookup(l.key); rl != nil {
 				if err := l.useRemote(rl); err == nil {
 					continue
 				}
