@@ -181,8 +181,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	// A layer the cache lacks may be in the destination's previous image: found by its key,
 	// it is reused rather than written.
 	if prev := previousImage(ctx, dests, tags); prev != nil {
-		o.Layer.Lookup = prev.lookup
-		o.Layer.LookupEmpty = prev.empty
+		o.Layer.Remote = prev
 	}
 
 	// The base's manifest and config come over the network while the layers are built.
@@ -485,13 +484,16 @@ func firstRegistry(dests []publish.Destination) name.Reference {
 	return nil
 }
 
-func (p *previous) lookup(key string) v1.Layer {
+var _ layer.Remote = (*previous)(nil)
+
+// Layer is the previous image's layer with this key, nil if it has none.
+func (p *previous) Layer(key string) v1.Layer {
 	p.once.Do(p.load)
 	return p.layers[key]
 }
 
-// empty reports whether the previous image has no layer with a key (or there is none).
-func (p *previous) empty() bool {
+// Empty reports whether the previous image has no layer with a key (or there is none).
+func (p *previous) Empty() bool {
 	p.once.Do(p.load)
 	return len(p.layers) == 0
 }

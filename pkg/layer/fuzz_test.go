@@ -105,7 +105,7 @@ func FuzzReadStatCache(f *testing.F) {
 	f.Add([]byte(statCacheMagic + "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"))
 	f.Add([]byte(statCacheMagic))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		m, recs, err := readStatCache(string(b))
+		m, recs, err := readStatCache(b)
 		if err != nil {
 			return
 		}

@@ -39,16 +39,20 @@ type Options struct {
 	// cache hits), e.g. to start uploading it while the next layers are compressed. Not part
 	// of any key.
 	OnWritten func(*Layer)
-	// Lookup, if set, is asked for a layer key the cache does not hold, before the layer is
-	// written: a registry that already has a layer with this key (see AnnotationKey) spares a
-	// machine with an empty cache all compression. It returns nil when it does not know the
-	// key. Not part of any key.
-	Lookup func(key string) v1.Layer
-	// LookupEmpty, if set, reports that Lookup knows no key at all. With an empty cache too,
-	// no layer can be reused, so Make hashes the files the stat cache lacks while their layers
-	// are written instead of in a pass of its own (each file read once, not twice). Not part
-	// of any key.
-	LookupEmpty func() bool
+	// Remote, if set, is asked for a layer key the cache does not hold, before the layer is
+	// written: a registry that already has a layer with this key spares a machine with an
+	// empty cache all compression. Not part of any key.
+	Remote Remote
+}
+
+// Remote finds layers a registry already has by their key (see AnnotationKey).
+type Remote interface {
+	// Layer is the registry's layer with this key, nil if it knows none.
+	Layer(key string) v1.Layer
+	// Empty reports that it knows no key at all: with an empty cache too, no layer can be
+	// reused, so Make hashes the files the stat cache lacks while their layers are written
+	// instead of in a pass of their own (each file read once, not twice).
+	Empty() bool
 }
 
 // AnnotationKey is the manifest annotation that records a layer's key, so a machine with an
@@ -133,8 +137,8 @@ func (b *Builder) Build(ctx context.Context, groups []Group) ([]*Layer, error) {
 		if l.hit {
 			continue
 		}
-		if l.key != "" && b.opts.Lookup != nil {
-			if rl := b.opts.Lookup(l.key); rl != nil {
+		if l.key != "" && b.opts.Remote != nil {
+			if rl := b.opts.Remote.Layer(l.key); rl != nil {
 				if err := l.useRemote(rl); err == nil {
 					continue
 				}
@@ -333,7 +337,7 @@ type Layer struct {
 	buildTime time.Duration
 	mediaType types.MediaType
 	shared    *layerState
-	// remote is the registry's copy of this layer, found by key (Options.Lookup).
+	// remote is the registry's copy of this layer, found by key (Options.Remote).
 	remote v1.Layer
 }
 

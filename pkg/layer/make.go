@@ -51,7 +51,7 @@ func Make(ctx context.Context, sources []Source, cacheDir string, opts Options, 
 	}
 	// Nothing to reuse (an empty cache, a registry that knows no key): the files the stat
 	// cache lacks are hashed by the tar writer as it reads them, not in a pass of their own.
-	nothingToReuse := cache.empty() && (opts.Lookup == nil || opts.LookupEmpty != nil && opts.LookupEmpty())
+	nothingToReuse := cache.empty() && (opts.Remote == nil || opts.Remote.Empty())
 	if res.Hashed, err = hashEntries(ctx, entries, stat, jobs*2, nothingToReuse); err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package layer
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -70,7 +71,7 @@ func OpenStatCache(file string) *StatCache {
 	if err != nil {
 		return c
 	}
-	if m, recs, err := readStatCache(string(data)); err == nil {
+	if m, recs, err := readStatCache(data); err == nil {
 		c.m, c.recs = m, recs
 	}
 	return c
@@ -78,47 +79,42 @@ func OpenStatCache(file string) *StatCache {
 
 // The file is the magic line, then per file: uvarint path length, path, size, mtime, ctime,
 // inode, device, mode (8 bytes each, little endian), sha256; then an end marker (length 0).
-// It is read whole: the keys are slices of one string, not an allocation each, and it runs on
-// every build.
-func readStatCache(s string) (map[string]int32, []statRecord, error) {
-	if !strings.HasPrefix(s, statCacheMagic) {
+// It is read whole, every build: the paths go into one string, not an allocation each.
+func readStatCache(b []byte) (map[string]int32, []statRecord, error) {
+	if !bytes.HasPrefix(b, []byte(statCacheMagic)) {
 		return nil, nil, errors.New("not a stat cache")
 	}
-	s = s[len(statCacheMagic):]
+	b = b[len(statCacheMagic):]
 	const fixed = 6*8 + 32
-	recs := make([]statRecord, 0, len(s)/(fixed+48)) // a typical path is 30–60 bytes
-	paths := 0
+	type span struct{ off, n int }
+	recs := make([]statRecord, 0, len(b)/(fixed+48)) // a typical path is 30–60 bytes
+	var spans []span
+	var paths strings.Builder
 	for {
-		n, w := uvarint(s)
+		n, w := binary.Uvarint(b)
 		if w <= 0 {
 			return nil, nil, errors.New("corrupt stat cache")
 		}
-		s = s[w:]
+		b = b[w:]
 		if n == 0 {
 			break
 		}
-		if n > 1<<16 || uint64(len(s)) < n+fixed || len(recs) >= math.MaxInt32 {
+		if n > 1<<16 || uint64(len(b)) < n+fixed || len(recs) >= math.MaxInt32 {
 			return nil, nil, errors.New("corrupt stat cache")
 		}
-		p, f := s[:n], s[n:n+fixed]
-		s = s[n+fixed:]
-		u := func(i int) uint64 { return le64(f[i*8:]) }
-		rec := statRecord{path: p, K: statKey{Size: int64(u(0)), MtimeNs: int64(u(1)), CtimeNs: int64(u(2)), Ino: u(3), Dev: u(4), Mode: uint32(u(5))}}
+		spans = append(spans, span{paths.Len(), int(n)})
+		paths.Write(b[:n])
+		f := b[n : n+fixed]
+		b = b[n+fixed:]
+		u := func(i int) uint64 { return binary.LittleEndian.Uint64(f[i*8:]) }
+		rec := statRecord{K: statKey{Size: int64(u(0)), MtimeNs: int64(u(1)), CtimeNs: int64(u(2)), Ino: u(3), Dev: u(4), Mode: uint32(u(5))}}
 		copy(rec.Digest[:], f[48:])
 		recs = append(recs, rec)
-		paths += int(n)
 	}
-	// The paths move to one string of their own: slices of the file's would keep its 80 bytes
-	// per record of stat data and digest alive for the whole build.
-	var b strings.Builder
-	b.Grow(paths)
-	for i := range recs {
-		b.WriteString(recs[i].path)
-	}
-	all, off := b.String(), 0
+	all := paths.String()
 	m, out := make(map[string]int32, len(recs)), recs[:0]
-	for _, r := range recs {
-		r.path, off = all[off:off+len(r.path)], off+len(r.path)
+	for k, r := range recs {
+		r.path = all[spans[k].off : spans[k].off+spans[k].n]
 		if i, dup := m[r.path]; dup {
 			out[i] = r
 			continue
@@ -127,30 +123,6 @@ func readStatCache(s string) (map[string]int32, []statRecord, error) {
 		out = append(out, r)
 	}
 	return m, out, nil
-}
-
-func le64(s string) uint64 {
-	_ = s[7]
-	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
-		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
-}
-
-// uvarint is binary.Uvarint on a string.
-func uvarint(s string) (uint64, int) {
-	var x uint64
-	var shift uint
-	for i := 0; i < len(s) && i < binary.MaxVarintLen64; i++ {
-		b := s[i]
-		if b < 0x80 {
-			if i == binary.MaxVarintLen64-1 && b > 1 {
-				return 0, -(i + 1)
-			}
-			return x | uint64(b)<<shift, i + 1
-		}
-		x |= uint64(b&0x7f) << shift
-		shift += 7
-	}
-	return 0, 0
 }
 
 func (c *StatCache) lookup(p string, k statKey) ([32]byte, bool) {

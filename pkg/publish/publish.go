@@ -33,7 +33,7 @@ type Options struct {
 	// Progress receives upload progress for registry destinations; Publish closes it.
 	Progress chan v1.Update
 	// Tags, if set, reads what the destination tags hold now (shared with whoever else asked
-	// during the build); nil reads them afresh.
+	// during the build); nil: the publisher reads them itself.
 	Tags *Tags
 }
 
@@ -118,6 +118,9 @@ func NewPublisher(ctx context.Context, dests []Destination, o Options) (*Publish
 	// The same pusher serves the early uploads and the final write, so a blob sent early is
 	// known to be there without asking the registry again.
 	p.opts = append(opts, remote.Reuse(p.pusher))
+	if p.o.Tags == nil {
+		p.o.Tags = NewTags(p.opts)
+	}
 	p.uploads, p.ctx = errgroup.WithContext(ctx)
 	p.uploads.SetLimit(max(1, rc.Jobs))
 	return p, nil
@@ -236,13 +239,7 @@ func (p *Publisher) previous(ctx context.Context, digest v1.Hash, todo map[name.
 		if _, ok := ref.(name.Tag); !ok {
 			return previous{err: errNoPrevious}
 		}
-		var desc *remote.Descriptor
-		var err error
-		if p.o.Tags != nil {
-			desc, err = p.o.Tags.Get(ctx, ref)
-		} else {
-			desc, err = remote.Get(ref, append(p.opts, remote.WithContext(ctx))...)
-		}
+		desc, err := p.o.Tags.Get(ctx, ref)
 		var terr *transport.Error
 		switch {
 		case errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound:
