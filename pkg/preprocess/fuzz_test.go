@@ -40,7 +40,9 @@ func FuzzRebasePattern(f *testing.F) {
 		// regexp while rebasing uses path.Match, and the two disagree on corner cases.
 		// Invalid UTF-8 too: the matcher's scanner and path.Match decode it differently.
 		// Line breaks too: the walker refuses such names, and the matcher's "**" does not cross them.
-		if strings.ContainsAny(pattern, `[]\!`) || !utf8.ValidString(pattern+rel+file) || strings.ContainsAny(rel+file, "\n\r") {
+		// And "|{}": patternmatcher v0.6's escape bitmap has 64 slots, so those bytes (≥ 64)
+		// reach its regexp unescaped ("a|.*" matches everything), unlike any glob.
+		if strings.ContainsAny(pattern, `[]\!|{}`) || !utf8.ValidString(pattern+rel+file) || strings.ContainsAny(rel+file, "\n\r") {
 			return
 		}
 		rel, file = cleanRel(rel), cleanRel(file)
