@@ -178,10 +178,17 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	// A layer written now is new to the registry too: its upload starts while the next layers
 	// are still being compressed.
 	o.Layer.OnWritten = func(l *layer.Layer) { pub.Upload(l) }
+	if pub.Pushes() {
+		// Content the destination has never seen goes up while it is compressed.
+		o.Layer.OnStream = pub.Upload
+	}
 	// A layer the cache lacks may be in the destination's previous image: found by its key,
 	// it is reused rather than written.
 	if prev := previousImage(ctx, dests, tags); prev != nil {
 		o.Layer.Remote = prev
+		// Read (manifest, then config) while the context is walked, not when the first
+		// changed layer asks.
+		go prev.Empty()
 	}
 
 	// The base's manifest and config come over the network while the layers are built.

@@ -5,10 +5,13 @@ import (
 	"context"
 	"io"
 	"log"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -467,5 +470,62 @@ func TestContextArtifact(t *testing.T) {
 	img := strings.TrimPrefix(local.Refs[0], "")
 	if _, err := Run(context.Background(), Options{ContextRef: "oci://" + img, Base: "scratch", Destinations: []string{reg + "/x:1"}}); err == nil || !strings.Contains(err.Error(), "not a fairing build context") {
 		t.Errorf("an image instead of a context: err = %v", err)
+	}
+}
+
+// A rebuild after an edit streams the new layer while it is compressed: the registry sees no
+// existence check for it, only its upload, and the image it ends up with is whole.
+func TestEditedLayerStreamed(t *testing.T) {
+	var mu sync.Mutex
+	var heads []string
+	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead && strings.Contains(r.URL.Path, "/blobs/") {
+			mu.Lock()
+			heads = append(heads, r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:])
+			mu.Unlock()
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(s.Close)
+	reg := strings.TrimPrefix(s.URL, "http://")
+	pushBase(t, reg+"/base/img:1", types.OCIManifestSchema1, amd64)
+	ctxDir := project(t)
+	o := opts(t, ctxDir, reg+"/base/img:1", reg+"/me/app:1")
+	if _, err := Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(ctxDir, "train.py"), []byte("print('edited')\n"), 0o644)
+	mu.Lock()
+	heads = nil
+	mu.Unlock()
+	rep, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var built []string
+	for _, l := range rep.Layers {
+		if !l.Cached {
+			built = append(built, l.Digest)
+		}
+	}
+	if len(built) != 1 {
+		t.Fatalf("edit rebuilt %d layers, want 1: %+v", len(built), rep.Layers)
+	}
+	if !slices.Contains(rep.Pushed, built[0]) {
+		t.Errorf("rebuilt layer %s not among the pushed blobs %v", built[0], rep.Pushed)
+	}
+	mu.Lock()
+	if slices.Contains(heads, built[0]) {
+		t.Errorf("the registry was asked for the new layer %s before it was sent (HEADs: %v)", built[0], heads)
+	}
+	mu.Unlock()
+	ref, _ := name.ParseReference(rep.Refs[0])
+	img, err := remote.Image(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validate.Image(img); err != nil {
+		t.Fatalf("image pushed with a streamed layer is invalid: %v", err)
 	}
 }

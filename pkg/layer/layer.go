@@ -39,6 +39,12 @@ type Options struct {
 	// cache hits), e.g. to start uploading it while the next layers are compressed. Not part
 	// of any key.
 	OnWritten func(*Layer)
+	// OnStream, if set, receives each layer that is new content (its key in neither the cache
+	// nor a Remote that knows keys) as it starts being written: a v1.Layer whose Compressed
+	// follows the blob as it grows and whose Digest and Size are stream.ErrNotComputed until
+	// it is complete, so its upload runs alongside its compression. OnWritten is not called
+	// for it. Not part of any key.
+	OnStream func(v1.Layer)
 	// Remote, if set, is asked for a layer key the cache does not hold, before the layer is
 	// written: a registry that already has a layer with this key spares a machine with an
 	// empty cache all compression. Not part of any key.
@@ -144,7 +150,10 @@ func (b *Builder) Build(ctx context.Context, groups []Group) ([]*Layer, error) {
 				}
 			}
 		}
-		g.Go(func() error { return b.writeLayer(ctx, l) })
+		// A key the destination's image lacks (and the cache too) is content the registry
+		// has never seen: no need to ask for it before sending it.
+		stream := l.key != "" && b.opts.OnStream != nil && b.opts.Remote != nil && !b.opts.Remote.Empty()
+		g.Go(func() error { return b.writeLayer(ctx, l, stream) })
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
@@ -153,14 +162,22 @@ func (b *Builder) Build(ctx context.Context, groups []Group) ([]*Layer, error) {
 }
 
 // writeLayer writes l's blob into the cache; l.key is computed on the way if it is empty.
-func (b *Builder) writeLayer(ctx context.Context, l *Layer) error {
+// With stream, OnStream gets the layer before it is written.
+func (b *Builder) writeLayer(ctx context.Context, l *Layer, stream bool) error {
 	start := time.Now()
+	var gb *growing
+	if stream {
+		gb = newGrowing()
+		b.opts.OnStream(&streamingLayer{l: l, g: gb})
+	}
 	// The tar's entry list is made again here rather than kept from the key: on a big
 	// context, holding every layer's list at once would double the builder's memory.
 	entries := b.tarEntries(&l.group)
-	r, key, err := b.write(ctx, l.key, entries)
+	r, key, err := b.write(ctx, l.key, entries, gb)
 	if err != nil {
-		return fmt.Errorf("write layer %q: %w", l.group.Name, err)
+		err = fmt.Errorf("write layer %q: %w", l.group.Name, err)
+		gb.finish(err)
+		return err
 	}
 	if l.key == "" {
 		l.key = key
@@ -168,7 +185,9 @@ func (b *Builder) writeLayer(ctx context.Context, l *Layer) error {
 	}
 	l.rec, l.buildTime = r, time.Since(start)
 	l.shared.verified = true // written by us just now
-	if b.opts.OnWritten != nil {
+	if gb != nil {
+		gb.finish(nil)
+	} else if b.opts.OnWritten != nil {
 		b.opts.OnWritten(l)
 	}
 	return nil
@@ -254,8 +273,9 @@ func (b *Builder) defaultMediaType() types.MediaType {
 // compressed one (digest) on the way, then moves the blob into the cache.
 //
 // With key "", the tar writer hashes the files not yet hashed and the key is computed from the
-// entries once the tar is complete. The key is returned either way.
-func (b *Builder) write(ctx context.Context, key string, entries []Entry) (r record, _ string, err error) {
+// entries once the tar is complete. The key is returned either way. With gb, readers may
+// follow the blob as it is written.
+func (b *Builder) write(ctx context.Context, key string, entries []Entry, gb *growing) (r record, _ string, err error) {
 	tmp, err := os.CreateTemp(b.cache.tmpDir(), "blob-*")
 	if err != nil {
 		return r, "", fmt.Errorf("create temp blob: %w", err)
@@ -269,7 +289,14 @@ func (b *Builder) write(ctx context.Context, key string, entries []Entry) (r rec
 			}
 		}
 	}()
-	bw := b.pool.buffer(tmp)
+	var blob io.Writer = tmp
+	if gb != nil {
+		if err := gb.open(tmp.Name()); err != nil {
+			return r, "", fmt.Errorf("open temp blob: %w", err)
+		}
+		blob = gb.writer(tmp)
+	}
+	bw := b.pool.buffer(blob)
 	defer b.pool.putBuffer(bw)
 	compressed := &hashCounter{h: sha256.New()}
 	if b.opts.Compression == Estargz {
@@ -475,7 +502,7 @@ func (l *Layer) ensureBlob() error {
 	}
 	if err := verifyBlob(l.b.cache.blobPath(l.rec.Digest), l.rec.Digest, l.rec.Size); err != nil {
 		l.b.cache.forget(l.key, l.rec)
-		r, _, werr := l.b.write(context.Background(), l.key, l.b.tarEntries(&l.group))
+		r, _, werr := l.b.write(context.Background(), l.key, l.b.tarEntries(&l.group), nil)
 		if werr != nil {
 			return fmt.Errorf("layer %q: cached blob unusable (%v) and rebuilding it failed: %w", l.group.Name, err, werr)
 		}

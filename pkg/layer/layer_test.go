@@ -714,7 +714,7 @@ func TestReusedCompressorWritesTheSameBytes(t *testing.T) {
 			}
 			write := func(es []Entry) string {
 				g := Group{Name: "all", Entries: es, dirs: map[string]Entry{}}
-				r, _, err := b.write(context.Background(), "", b.tarEntries(&g))
+				r, _, err := b.write(context.Background(), "", b.tarEntries(&g), nil)
 				if err != nil {
 					t.Fatal(err)
 				}
