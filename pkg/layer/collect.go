@@ -41,9 +41,11 @@ func ParseIgnore(r io.Reader, name string) (*patternmatcher.PatternMatcher, erro
 		if err == nil {
 			// Patterns compile lazily on their first match, and an exclusion is only tried once
 			// an earlier pattern matched: compile each one's body now, so a bad pattern fails
-			// the build here, with its name, not halfway through a walk.
-			if m, err = patternmatcher.New([]string{strings.TrimPrefix(p, "!")}); err == nil {
-				_, err = m.Matches("fairing-pattern-check")
+			// the build here, with its name, not halfway through a walk. The body is compiled
+			// under a prefix: "!!x[" is an exclusion of "!x[", which on its own would be read
+			// as an exclusion again and never compiled.
+			if m, err = patternmatcher.New([]string{"fairing-check/" + strings.TrimPrefix(p, "!")}); err == nil {
+				_, err = m.Matches("fairing-check/x")
 			}
 		}
 		if err != nil {
