@@ -36,6 +36,10 @@ type Entry struct {
 	// ("app/train.py").
 	Path string
 	Type EntryType
+	// Class decides the layer the entry lands in.
+	Class Class
+	// hashed: digest is set (HashEntries, or the tar writer)
+	hashed bool
 	// Mode holds the permission bits plus setuid, setgid and sticky.
 	Mode fs.FileMode
 	// Size of a regular file's content.
@@ -46,8 +50,6 @@ type Entry struct {
 	Source string
 	// Data is generated content for a regular file without Source.
 	Data []byte
-	// Class decides the layer the entry lands in.
-	Class Class
 	// ModTime is the local modification time; the tar writer clamps it.
 	ModTime time.Time
 
@@ -57,7 +59,6 @@ type Entry struct {
 
 	// content digest of a regular file, set by HashEntries
 	digest [32]byte
-	hashed bool
 }
 
 // statKey is what the stat cache trusts: if none of it changed, the content did not either.

@@ -15,7 +15,7 @@ import (
 
 // Class says how often a file is expected to change; it decides which layer a file lands in.
 // Lower classes go in lower layers.
-type Class int
+type Class uint8
 
 const (
 	// ClassAuto lets the planner decide from the file's name and size.

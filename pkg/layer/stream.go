@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/stream"
@@ -159,29 +160,36 @@ func (r *follower) Close() error {
 // pusher to stream it (POST, PATCH as it grows, PUT with the digest once known) rather than to
 // ask the registry for it first: its key is in neither the cache nor the destination's image,
 // so the registry cannot have it.
+//
+// The digest is given only once a reader has read the whole blob, not as soon as it is
+// written: a small layer may be complete before its upload starts, and it must still be sent
+// as a stream rather than asked about.
 type streamingLayer struct {
-	l *Layer
-	g *growing
+	l    *Layer
+	g    *growing
+	sent atomic.Bool // a reader of Compressed reached the end of the complete blob
 }
 
 var _ v1.Layer = (*streamingLayer)(nil)
 
+func (s *streamingLayer) known() bool { return s.sent.Load() && s.g.complete() }
+
 func (s *streamingLayer) Digest() (v1.Hash, error) {
-	if !s.g.complete() {
+	if !s.known() {
 		return v1.Hash{}, stream.ErrNotComputed
 	}
 	return s.l.Digest()
 }
 
 func (s *streamingLayer) DiffID() (v1.Hash, error) {
-	if !s.g.complete() {
+	if !s.known() {
 		return v1.Hash{}, stream.ErrNotComputed
 	}
 	return s.l.DiffID()
 }
 
 func (s *streamingLayer) Size() (int64, error) {
-	if !s.g.complete() {
+	if !s.known() {
 		return 0, stream.ErrNotComputed
 	}
 	return s.l.Size()
@@ -196,10 +204,26 @@ func (s *streamingLayer) Compressed() (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ok {
-		return rc, nil
+	if !ok {
+		if rc, err = s.l.Compressed(); err != nil {
+			return nil, err
+		}
 	}
-	return s.l.Compressed()
+	return &eofMark{ReadCloser: rc, sent: &s.sent}, nil
+}
+
+// eofMark notes that its reader reached the end.
+type eofMark struct {
+	io.ReadCloser
+	sent *atomic.Bool
+}
+
+func (r *eofMark) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	if err == io.EOF {
+		r.sent.Store(true)
+	}
+	return n, err
 }
 
 func (s *streamingLayer) Uncompressed() (io.ReadCloser, error) {
