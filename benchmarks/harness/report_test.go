@@ -65,9 +65,13 @@ func TestFloor(t *testing.T) {
 	if got := floor(l, m, 1e9); got < 309.9 || got > 310.1 {
 		t.Errorf("floor = %v ms, want 310", got)
 	}
+	// With sha256 measured, the built layer's diffID (20 MB) and digest (5 MB) are hashed too.
+	l.SHA256MBps = 1000
+	if got := floor(l, m, 1e9); got < 334.9 || got > 335.1 {
+		t.Errorf("floor with hashing = %v ms, want 335", got)
+	}
 	// Nothing built: hashing the context (1 GB at 1000 MB/s) is the work; a pushed context
 	// (no entries listed) has no walk either.
-	l.SHA256MBps = 1000
 	m2 := &OurMeta{Entries: 10, FilesHashed: 5}
 	if got := floor(l, m2, 1e9); got != 10+500 {
 		t.Errorf("floor, nothing built = %v ms, want 510", got)
