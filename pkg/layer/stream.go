@@ -197,6 +197,9 @@ func (s *streamingLayer) Size() (int64, error) {
 
 func (s *streamingLayer) MediaType() (types.MediaType, error) { return s.l.MediaType() }
 
+// Name is the layer's (what an error about its upload names before the digest is known).
+func (s *streamingLayer) Name() string { return s.l.Name() }
+
 // Compressed follows the blob while it is written (each call from its start: a retried upload
 // sends it whole again), and reads it from the cache once it is complete.
 func (s *streamingLayer) Compressed() (io.ReadCloser, error) {

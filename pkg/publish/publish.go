@@ -154,6 +154,8 @@ func (p *Publisher) Upload(l v1.Layer) {
 				what := "layer"
 				if d, derr := l.Digest(); derr == nil {
 					what = "blob " + d.String()
+				} else if n, ok := l.(interface{ Name() string }); ok {
+					what = fmt.Sprintf("layer %q", n.Name()) // still streaming: no digest yet
 				}
 				return fmt.Errorf("%s: %w", what, registryclient.Explain(err))
 			}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fairing-dev/fairing/internal/testenv"
 )
@@ -86,7 +87,8 @@ func TestStreamedUploadFaults(t *testing.T) {
 				return
 			}
 			line := lastLine(got.Stderr)
-			if got.Code != 1 || !strings.HasPrefix(line, "fairing-builder: ") || !strings.Contains(line, "push:") {
+			t.Logf("exit %d in %v: %s", got.Code, got.Elapsed.Round(time.Millisecond), line)
+			if got.Code != 1 || !strings.HasPrefix(line, "fairing-builder: ") || !strings.Contains(line, `push: layer "large: /app/models/weights0.bin": the registry closed the connection`) {
 				t.Fatalf("want exit 1 with a one-line push error:\n%s", got)
 			}
 			if !present || d != first.Meta.Digest {
