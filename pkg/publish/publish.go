@@ -126,9 +126,11 @@ func NewPublisher(ctx context.Context, dests []Destination, o Options) (*Publish
 	p.uploads.SetLimit(max(1, rc.Jobs))
 	// The pusher's session with each repository (ping, token) is opened now, while the layers
 	// are still being built, rather than when the first of them is ready: on a busy machine
-	// that is tens of milliseconds off every incremental build.
+	// that is tens of milliseconds off every incremental build. Under ctx, not p.ctx: the
+	// uploads' context ends when Publish has waited for them, and a session still being
+	// opened then would fail for the manifest PUT that shares it.
 	for _, repo := range p.repos {
-		go p.pusher.Upload(p.ctx, repo, opener{})
+		go p.pusher.Upload(ctx, repo, opener{})
 	}
 	return p, nil
 }
