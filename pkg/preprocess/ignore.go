@@ -6,6 +6,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"unicode"
 
 	"github.com/moby/patternmatcher/ignorefile"
 )
@@ -90,6 +91,11 @@ func rebasePattern(p, rel string) (out []string, ok bool) {
 		q := strings.Join(rest, "/")
 		if excl {
 			q = "!" + q
+		} else if strings.TrimLeftFunc(q, unicode.IsSpace) != q {
+			// The matcher trims each pattern: a segment's leading space, inside the original
+			// pattern, would be lost at the start of the rebased one ("./" keeps it: Clean
+			// drops the prefix after the trim).
+			q = "./" + q
 		}
 		if !seen[q] {
 			seen[q] = true
