@@ -151,16 +151,15 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			publishTo = append(publishTo, d)
 		}
 	}
-	// What the destination tag holds now is read once, starting now, for the layer lookup
-	// by key and for the publisher.
+	// What the destination tag holds now is read once (starting below, with the previous
+	// image), for the layer lookup by key and for the publisher.
 	var tags *publish.Tags
-	if prev := firstRegistry(dests); prev != nil {
+	if firstRegistry(dests) != nil {
 		ropts, err := o.Registry.RemoteOptions(ctx)
 		if err != nil {
 			return nil, err
 		}
 		tags = publish.NewTags(ropts)
-		go tags.Get(ctx, prev)
 	}
 	progressCh, progressWait := progress.Uploads(o.Progress, "pushing")
 	pub, err := publish.NewPublisher(ctx, publishTo, publish.Options{Registry: o.Registry, Progress: progressCh, Tags: tags})
@@ -186,8 +185,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	// it is reused rather than written.
 	if prev := previousImage(ctx, dests, tags); prev != nil {
 		o.Layer.Remote = prev
-		// Read (manifest, then config) while the context is walked, not when the first
-		// changed layer asks.
+		// Read (the tag's manifest, then the config) while the context is walked, not when
+		// the first changed layer asks.
 		go prev.Empty()
 	}
 

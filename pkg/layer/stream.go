@@ -103,12 +103,6 @@ func (g *growing) wait() error {
 	return g.err
 }
 
-func (g *growing) complete() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.done && g.err == nil
-}
-
 type follower struct {
 	g      *growing
 	off    int64
@@ -165,31 +159,31 @@ func (r *follower) Close() error {
 // written: a small layer may be complete before its upload starts, and it must still be sent
 // as a stream rather than asked about.
 type streamingLayer struct {
-	l    *Layer
-	g    *growing
-	sent atomic.Bool // a reader of Compressed reached the end of the complete blob
+	l *Layer
+	g *growing
+	// sent: a reader of Compressed reached the end, which only a complete blob has (a failed
+	// write gives its readers the error instead)
+	sent atomic.Bool
 }
 
 var _ v1.Layer = (*streamingLayer)(nil)
 
-func (s *streamingLayer) known() bool { return s.sent.Load() && s.g.complete() }
-
 func (s *streamingLayer) Digest() (v1.Hash, error) {
-	if !s.known() {
+	if !s.sent.Load() {
 		return v1.Hash{}, stream.ErrNotComputed
 	}
 	return s.l.Digest()
 }
 
 func (s *streamingLayer) DiffID() (v1.Hash, error) {
-	if !s.known() {
+	if !s.sent.Load() {
 		return v1.Hash{}, stream.ErrNotComputed
 	}
 	return s.l.DiffID()
 }
 
 func (s *streamingLayer) Size() (int64, error) {
-	if !s.known() {
+	if !s.sent.Load() {
 		return 0, stream.ErrNotComputed
 	}
 	return s.l.Size()

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -108,10 +109,11 @@ func writeTarHashing(ctx context.Context, w io.Writer, entries []Entry, o TarOpt
 	return tw.Close()
 }
 
-func writeContent(ctx context.Context, tw *tar.Writer, e *Entry, buf []byte, hash bool) error {
-	h := sha256.New()
+func writeContent(ctx context.Context, tw *tar.Writer, e *Entry, buf []byte, check bool) error {
+	var h hash.Hash
 	var dst io.Writer = tw
-	if hash {
+	if check {
+		h = sha256.New()
 		dst = io.MultiWriter(tw, h)
 	}
 	if e.Source == "" {
@@ -138,7 +140,7 @@ func writeContent(ctx context.Context, tw *tar.Writer, e *Entry, buf []byte, has
 			return err
 		}
 	}
-	if !hash {
+	if !check {
 		return nil
 	}
 	var got [32]byte
