@@ -10,7 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -58,6 +60,7 @@ type Publisher struct {
 	repos   []name.Repository
 	opts    []remote.Option
 	pusher  *remote.Pusher
+	backoff time.Duration // the first wait before a refused manifest is written again
 	rec     *recorder
 	ctx     context.Context
 	uploads *errgroup.Group
@@ -85,7 +88,7 @@ func (p *Publisher) Abort() {
 
 // NewPublisher prepares publishing to dests.
 func NewPublisher(ctx context.Context, dests []Destination, o Options) (*Publisher, error) {
-	p := &Publisher{dests: dests, rec: &recorder{}, o: o}
+	p := &Publisher{dests: dests, rec: &recorder{}, o: o, backoff: 100 * time.Millisecond}
 	seen := map[string]bool{}
 	for _, d := range dests {
 		if d.Kind == Registry && !seen[d.Ref.Context().String()] {
@@ -218,6 +221,16 @@ func (p *Publisher) Publish(ctx context.Context, res *build.Result) (*Report, er
 			if errors.Is(err, errNoPrevious) {
 				err = remote.MultiWrite(todo, append(p.opts, remote.WithContext(gctx))...)
 			}
+			for try := 1; try <= manifestRetries && refsRaced(err); try++ {
+				// Written again in full: a blob not sent by this push is looked up (HEAD)
+				// rather than taken from the previous image, and one truly gone is sent again.
+				select {
+				case <-time.After(time.Duration(try*try) * p.backoff):
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+				err = remote.MultiWrite(todo, append(p.opts, remote.WithContext(gctx))...)
+			}
 			if err != nil {
 				return fmt.Errorf("push: %w", registryclient.Explain(err))
 			}
@@ -244,6 +257,31 @@ func (p *Publisher) Publish(ctx context.Context, res *build.Result) (*Report, er
 	}
 	p.rec.fill(rep)
 	return rep, nil
+}
+
+// manifestRetries bounds how often a manifest the registry refused for its references is
+// written again.
+const manifestRetries = 3
+
+// refsRaced reports whether err is a registry refusing a manifest PUT because it could not
+// read a blob or manifest the manifest refers to. Besides a blob truly gone, that is the
+// distribution registry (2.x filesystem storage) reading a repository's link file while a
+// concurrent push of the same blob rewrites it in place: the file is empty for a moment and
+// the PUT fails with DIGEST_INVALID and MANIFEST_BLOB_UNKNOWN although the blob is there.
+// Builds that share layers and a repository (CI matrix jobs) hit it.
+func refsRaced(err error) bool {
+	var terr *transport.Error
+	if !errors.As(err, &terr) || terr.Request == nil || terr.Request.Method != http.MethodPut ||
+		!strings.Contains(terr.Request.URL.Path, "/manifests/") {
+		return false
+	}
+	for _, d := range terr.Errors {
+		switch d.Code {
+		case transport.ManifestBlobUnknownErrorCode, transport.DigestInvalidErrorCode, transport.ManifestUnknownErrorCode:
+			return true
+		}
+	}
+	return false
 }
 
 // previous is what the registry destinations hold now: the blobs each repository is known to

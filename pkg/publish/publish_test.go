@@ -2,6 +2,7 @@ package publish
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -200,4 +202,152 @@ func TestTagsReadOnce(t *testing.T) {
 	if n == nil || n.(*atomic.Int32).Load() != 1 {
 		t.Errorf("tag manifest read %v times, want once", n)
 	}
+}
+
+// refusing is a registry in front of ggcr's that refuses manifest PUTs the way the distribution
+// registry does when it cannot read what a manifest refers to.
+type refusing struct {
+	h http.Handler
+	// refuse answers a manifest PUT with the given codes when it returns any.
+	refuse func() []string
+	// hidden is a blob the registry lost: HEAD says 404 until it is uploaded again.
+	mu     sync.Mutex
+	hidden string
+	puts   int
+}
+
+func (f *refusing) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	hidden := f.hidden
+	f.mu.Unlock()
+	switch {
+	case r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/manifests/"):
+		f.mu.Lock()
+		f.puts++
+		f.mu.Unlock()
+		codes := f.refuse()
+		if hidden != "" {
+			codes = append(codes, "MANIFEST_BLOB_UNKNOWN")
+		}
+		if len(codes) > 0 {
+			var errs []string
+			for _, c := range codes {
+				errs = append(errs, fmt.Sprintf(`{"code":%q,"message":"refused"}`, c))
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprintf(w, `{"errors":[%s]}`, strings.Join(errs, ","))
+			return
+		}
+	case hidden != "" && r.Method == http.MethodHead && strings.HasSuffix(r.URL.Path, "/blobs/"+hidden):
+		w.WriteHeader(http.StatusNotFound)
+		return
+	case hidden != "" && r.Method == http.MethodPut && r.URL.Query().Get("digest") == hidden:
+		f.mu.Lock()
+		f.hidden = ""
+		f.mu.Unlock()
+	}
+	f.h.ServeHTTP(w, r)
+}
+
+// A manifest the registry refuses for its references is written again after every blob is
+// looked up afresh (and one gone is sent again); other refusals, and one that lasts, fail the
+// push without a tag.
+func TestManifestRefusedForItsReferences(t *testing.T) {
+	ctx := context.Background()
+	layer := func() v1.Layer {
+		l, err := random.Layer(1024, "application/vnd.oci.image.layer.v1.tar+gzip")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	for _, tc := range []struct {
+		name string
+		// refusals lists what each manifest PUT is answered with, in turn (then accepted)
+		refusals [][]string
+		// lose: the registry loses a layer of the image the tag held
+		lose     bool
+		wantErr  string
+		wantPuts int
+	}{
+		{name: "link file read while rewritten", refusals: [][]string{{"DIGEST_INVALID", "MANIFEST_BLOB_UNKNOWN"}}, wantPuts: 2},
+		{name: "twice, then accepted", refusals: [][]string{{"MANIFEST_BLOB_UNKNOWN"}, {"DIGEST_INVALID"}}, wantPuts: 3},
+		{name: "a layer of the previous image gone: sent again", lose: true, wantPuts: 2},
+		{name: "refused every time", refusals: [][]string{{"MANIFEST_BLOB_UNKNOWN"}, {"MANIFEST_BLOB_UNKNOWN"}, {"MANIFEST_BLOB_UNKNOWN"}, {"MANIFEST_BLOB_UNKNOWN"}}, wantErr: "MANIFEST_BLOB_UNKNOWN", wantPuts: 1 + manifestRetries},
+		{name: "invalid manifest: not written again", refusals: [][]string{{"MANIFEST_INVALID"}}, wantErr: "MANIFEST_INVALID", wantPuts: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &refusing{h: registry.New(registry.Logger(log.New(io.Discard, "", 0))), refuse: func() []string { return nil }}
+			s := httptest.NewServer(f)
+			defer s.Close()
+			host := strings.TrimPrefix(s.URL, "http://")
+			rc := registryclient.Config{Jobs: 4}
+			dest, err := ParseDestination(host+"/team/app:1", rc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lost := layer()
+			if tc.lose {
+				prev, _ := mutate.AppendLayers(empty.Image, lost)
+				if _, err := Publish(ctx, &build.Result{Image: prev}, []Destination{dest}, Options{Registry: rc}); err != nil {
+					t.Fatal(err)
+				}
+				f.hidden = mustDigest(t, lost)
+				f.puts = 0
+			}
+			img, _ := mutate.AppendLayers(empty.Image, lost, layer())
+			var n int
+			f.refuse = func() []string {
+				defer func() { n++ }()
+				if n < len(tc.refusals) {
+					return tc.refusals[n]
+				}
+				return nil
+			}
+			p, err := NewPublisher(ctx, []Destination{dest}, Options{Registry: rc})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.backoff = time.Millisecond
+			rep, err := p.Publish(ctx, &build.Result{Image: img})
+			if f.puts != tc.wantPuts {
+				t.Errorf("manifest PUTs: %d, want %d", f.puts, tc.wantPuts)
+			}
+			got, gerr := remote.Image(dest.Ref)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one naming %s", err, tc.wantErr)
+				}
+				if gerr == nil {
+					t.Error("the tag was written although the push failed")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if gerr != nil {
+				t.Fatal(gerr)
+			}
+			if err := validate.Image(got); err != nil {
+				t.Error(err)
+			}
+			if d, _ := got.Digest(); d.String() != rep.Digest {
+				t.Errorf("tag holds %s, want %s", d, rep.Digest)
+			}
+			if tc.lose && !strings.Contains(strings.Join(rep.Pushed, ","), mustDigest(t, lost)) {
+				t.Errorf("the lost layer was not sent again: pushed %v", rep.Pushed)
+			}
+		})
+	}
+}
+
+func mustDigest(t *testing.T, l v1.Layer) string {
+	t.Helper()
+	d, err := l.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.String()
 }

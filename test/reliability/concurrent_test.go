@@ -1,6 +1,7 @@
 package reliability_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -8,7 +9,16 @@ import (
 	"sync"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
 	"github.com/fairing-dev/fairing/internal/testenv"
+	"github.com/fairing-dev/fairing/pkg/build"
+	"github.com/fairing-dev/fairing/pkg/publish"
+	"github.com/fairing-dev/fairing/pkg/registryclient"
 )
 
 // TestConcurrentBuildsShareCacheAndRepo runs 4 builds at once that share one cache dir and one
@@ -104,5 +114,54 @@ func TestConcurrentBuildsShareCacheAndRepo(t *testing.T) {
 	// the contexts are untouched by the builds
 	if b, _ := os.ReadFile(filepath.Join(ctxs[0], "id.txt")); string(b) != "build 0 of round 1" {
 		t.Errorf("context changed: %q", b)
+	}
+}
+
+// TestConcurrentPushesOfOneImage publishes one new image to several tags of one repository at
+// once, from separate publishers, round after round. Every publisher uploads the same blobs,
+// and Debian's registry (distribution 2.8, filesystem storage) rewrites a blob's link file in
+// place each time one of those uploads ends: a manifest PUT that reads the file at that moment
+// is refused (DIGEST_INVALID, MANIFEST_BLOB_UNKNOWN) although the blob is there. Each push must
+// still succeed and tag the whole image.
+func TestConcurrentPushesOfOneImage(t *testing.T) {
+	repo := testenv.Registry(t) + "/" + testenv.Repo(t)
+	ctx := context.Background()
+	const pushers, rounds = 8, 15
+	rc := registryclient.Config{Jobs: 4}
+	for round := range rounds {
+		var layers []v1.Layer
+		for range 3 {
+			l, err := random.Layer(256<<10, types.OCILayer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			layers = append(layers, l)
+		}
+		img, err := mutate.AppendLayers(empty.Image, layers...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := img.Digest()
+		errs := make([]error, pushers)
+		var wg sync.WaitGroup
+		for i := range pushers {
+			wg.Go(func() {
+				d, err := publish.ParseDestination(fmt.Sprintf("%s:r%d-p%d", repo, round, i), rc)
+				if err == nil {
+					_, err = publish.Publish(ctx, &build.Result{Image: img}, []publish.Destination{d}, publish.Options{Registry: rc})
+				}
+				errs[i] = err
+			})
+		}
+		wg.Wait()
+		for i, err := range errs {
+			tag := fmt.Sprintf("%s:r%d-p%d", repo, round, i)
+			if err != nil {
+				t.Fatalf("round %d, %s: %v", round, tag, err)
+			}
+			if present, d := tagState(t, tag); !present || d != want.String() {
+				t.Errorf("%s: present=%v at %s, want %s", tag, present, d, want)
+			}
+		}
 	}
 }
