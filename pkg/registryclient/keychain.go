@@ -2,26 +2,27 @@ package registryclient
 
 import (
 	"context"
-	"os"
 
 	"github.com/google/go-containerregistry/pkg/authn"
-	kauth "github.com/google/go-containerregistry/pkg/authn/kubernetes"
+	"github.com/google/go-containerregistry/pkg/logs"
+
+	"github.com/fairing-dev/fairing/pkg/kubeauth"
 )
 
 // DefaultKeychain is Docker's config and credential helpers ($DOCKER_CONFIG, podman's
-// auth.json), and inside a Kubernetes pod also the pod's service account and its image pull
-// secrets. A cluster keychain that cannot be built (no RBAC to read secrets) is skipped: the
-// Docker config may still hold what is needed.
+// auth.json), and inside a Kubernetes pod also the image pull secrets of the pod's service
+// account. Pull secrets that cannot be read (no RBAC to read them) are left out with a warning
+// (shown with --verbose): the Docker config may still hold what is needed.
 func DefaultKeychain(ctx context.Context) authn.Keychain {
-	if os.Getenv("KUBERNETES_SERVICE_HOST") == "" {
+	o, ok := kubeauth.InCluster()
+	if !ok {
 		return authn.DefaultKeychain
 	}
-	opts := kauth.Options{Namespace: os.Getenv("POD_NAMESPACE"), ServiceAccountName: os.Getenv("POD_SERVICE_ACCOUNT")}
-	if opts.ServiceAccountName == "" {
-		opts.ServiceAccountName = kauth.NoServiceAccount
-	}
-	kc, err := kauth.NewInCluster(ctx, opts)
+	kc, err := kubeauth.Keychain(ctx, o)
 	if err != nil {
+		logs.Warn.Printf("registry credentials from the cluster: %v", err)
+	}
+	if kc == nil {
 		return authn.DefaultKeychain
 	}
 	return authn.NewMultiKeychain(authn.DefaultKeychain, kc)
