@@ -44,6 +44,14 @@ func main() {
 	}
 	err := app.RunContext(ctx, os.Args)
 	pprof.StopCPUProfile()
+	if f := os.Getenv("FAIRING_MEMPROFILE"); f != "" {
+		// The heap as of the last collection during the run (no GC forced: that would show
+		// what is left at exit, which is nothing).
+		if out, err := os.Create(f); err == nil {
+			pprof.Lookup("heap").WriteTo(out, 0)
+			out.Close()
+		}
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			// Ctrl-C or SIGTERM: whatever failed on the way out failed because of it.
