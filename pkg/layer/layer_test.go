@@ -627,11 +627,45 @@ func TestStatCacheFile(t *testing.T) {
 	if _, ok := again.lookup("/src/a.py", statKey{Size: 4}); ok {
 		t.Error("a changed stat matched")
 	}
-	// Torn or foreign files are an empty cache, never an error.
+	// What a build did not see is dropped on Save; what it saw keeps its path, which the
+	// loaded table does not hold (it is keyed by the path's hash).
+	old := time.Now().Add(-time.Hour)
+	key := func(i int) statKey { return statKey{Size: int64(i), MtimeNs: 1, CtimeNs: 2, Ino: uint64(100 + i), Dev: 5, Mode: 0o644} }
+	paths := []string{"/src/a.py", "/src/b.py", "/src/c.py", "/src/d.py"}
+	c = OpenStatCache(file)
+	for i, p := range paths[:3] {
+		c.remember(p, key(i), [32]byte{byte(i)}, old)
+	}
+	if err := c.Save(); err != nil {
+		t.Fatal(err)
+	}
+	c = OpenStatCache(file)
+	for i, p := range paths[:2] {
+		if d, ok := c.lookup(p, key(i)); !ok || d != [32]byte{byte(i)} {
+			t.Fatalf("%s: %v %v", p, d, ok)
+		}
+	}
+	c.remember(paths[3], key(3), [32]byte{3}, old)
+	if err := c.Save(); err != nil {
+		t.Fatal(err)
+	}
+	c = OpenStatCache(file)
+	for i, p := range paths {
+		d, ok := c.lookup(p, key(i))
+		if want := i != 2; ok != want || (ok && d != [32]byte{byte(i)}) {
+			t.Errorf("third build, %s: %v %v, want found=%v", p, d, ok, want)
+		}
+	}
+	if _, ok := c.lookup("/src/other.py", key(0)); ok {
+		t.Error("an unknown path matched")
+	}
+
+	// Torn or foreign files are an empty cache, never an error; so is the previous format.
 	b, _ := os.ReadFile(file)
-	for _, bad := range [][]byte{b[:len(b)/2], []byte("garbage"), nil} {
+	v1 := append([]byte("fairing-statcache/1\n"), b[len(statCacheMagic)+1:]...)
+	for _, bad := range [][]byte{b[:len(b)/2], b[:len(b)-1], []byte("garbage"), nil, v1} {
 		os.WriteFile(file, bad, 0o644)
-		if _, ok := OpenStatCache(file).lookup("/src/a.py", k); ok {
+		if _, ok := OpenStatCache(file).lookup("/src/a.py", key(0)); ok {
 			t.Errorf("a damaged file (%d bytes) still answered", len(bad))
 		}
 	}

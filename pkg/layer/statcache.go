@@ -2,18 +2,17 @@ package layer
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -29,10 +28,14 @@ type StatCache struct {
 	tmpDir string
 
 	mu sync.Mutex
-	// one table for what was loaded and what this build saw (on a context of 100,000 files a
-	// second one would cost tens of megabytes); the map holds indices into recs, so a lookup
-	// marks its record seen in place
-	m    map[string]int32
+	// One table for what was loaded and what this build saw (on a context of 100,000 files a
+	// second one would cost tens of megabytes). The map holds indices into recs, so a lookup
+	// marks its record seen in place, and is keyed by a hash of the path, so the loaded paths
+	// are not kept: a record takes the walk's string once the build sees its file, and only
+	// those are saved. Two paths with the same hash cannot give a wrong digest: the stat data
+	// compared on lookup include the inode and device, the file's identity.
+	seed maphash.Seed
+	m    map[uint64]int32
 	recs []statRecord
 	seen int
 	// changed is set when a digest was learned: only then is the file rewritten.
@@ -40,7 +43,7 @@ type StatCache struct {
 }
 
 type statRecord struct {
-	path   string
+	path   string // set once seen
 	K      statKey
 	Digest [32]byte
 	seen   bool
@@ -58,92 +61,89 @@ func racyWindow(mtime time.Time) time.Duration {
 }
 
 // statCacheMagic starts the file; another format (or a torn file) reads as an empty cache.
-const statCacheMagic = "fairing-statcache/1\n"
+const statCacheMagic = "fairing-statcache/2\n"
+
+// statRecordFixed is the size of a record after its path.
+const statRecordFixed = 6*8 + 32
 
 // OpenStatCache loads the cache stored in file. A missing or unreadable file gives an empty
 // cache: it is only an accelerator, never a source of truth.
 func OpenStatCache(file string) *StatCache {
-	c := &StatCache{file: file, m: map[string]int32{}}
+	c := &StatCache{file: file, seed: maphash.MakeSeed(), m: map[uint64]int32{}}
 	if file == "" {
 		return c
 	}
-	data, err := os.ReadFile(file)
+	f, err := os.Open(file)
 	if err != nil {
 		return c
 	}
-	if m, recs, err := readStatCache(data); err == nil {
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return c
+	}
+	if m, recs, err := readStatCache(bufio.NewReaderSize(f, 64<<10), c.seed, fi.Size()); err == nil {
 		c.m, c.recs = m, recs
 	}
 	return c
 }
 
-// The file is the magic line, then per file: uvarint path length, path, size, mtime, ctime,
-// inode, device, mode (8 bytes each, little endian), sha256; then an end marker (length 0).
-// It is read whole, every build: the paths go into one string, not an allocation each.
-func readStatCache(b []byte) (map[string]int32, []statRecord, error) {
-	if !bytes.HasPrefix(b, []byte(statCacheMagic)) {
+// The file is the magic line, the number of records (uvarint), then per file: uvarint path
+// length, path, size, mtime, ctime, inode, device, mode (8 bytes each, little endian), sha256;
+// then an end marker (length 0). It is read every build, as a stream: the count sizes the
+// table exactly, and the paths are hashed, not kept.
+func readStatCache(r *bufio.Reader, seed maphash.Seed, size int64) (map[uint64]int32, []statRecord, error) {
+	corrupt := errors.New("corrupt stat cache")
+	magic := make([]byte, len(statCacheMagic))
+	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != statCacheMagic {
 		return nil, nil, errors.New("not a stat cache")
 	}
-	b = b[len(statCacheMagic):]
-	const fixed = 6*8 + 32
-	// A first pass sizes everything exactly: on 100,000 files, growing the slices and the
-	// path string by doubling held half as much again in garbage at the peak.
-	count, pathBytes := 0, 0
-	for rest := b; ; {
-		n, w := binary.Uvarint(rest)
-		if w <= 0 || n > 1<<16 || uint64(len(rest)-w) < n+fixed {
-			break // reported by the second pass
-		}
-		if n == 0 {
-			break
-		}
-		count, pathBytes = count+1, pathBytes+int(n)
-		rest = rest[w+int(n)+fixed:]
+	count, err := binary.ReadUvarint(r)
+	// every record takes more than statRecordFixed bytes: a count the size cannot hold is a
+	// corrupt file, not an allocation to make
+	if err != nil || count > uint64(size/statRecordFixed) || count >= math.MaxInt32 {
+		return nil, nil, corrupt
 	}
-	type span struct{ off, n int }
 	recs := make([]statRecord, 0, count)
-	spans := make([]span, 0, count)
-	var paths strings.Builder
-	paths.Grow(pathBytes)
+	m := make(map[uint64]int32, count)
+	var buf [1 << 16]byte
 	for {
-		n, w := binary.Uvarint(b)
-		if w <= 0 {
-			return nil, nil, errors.New("corrupt stat cache")
+		n, err := binary.ReadUvarint(r)
+		if err != nil {
+			return nil, nil, corrupt
 		}
-		b = b[w:]
 		if n == 0 {
 			break
 		}
-		if n > 1<<16 || uint64(len(b)) < n+fixed || len(recs) >= math.MaxInt32 {
-			return nil, nil, errors.New("corrupt stat cache")
+		if n > 1<<16 || uint64(len(recs)) >= count {
+			return nil, nil, corrupt
 		}
-		spans = append(spans, span{paths.Len(), int(n)})
-		paths.Write(b[:n])
-		f := b[n : n+fixed]
-		b = b[n+fixed:]
+		if _, err := io.ReadFull(r, buf[:n]); err != nil {
+			return nil, nil, corrupt
+		}
+		h := maphash.Bytes(seed, buf[:n])
+		var f [statRecordFixed]byte
+		if _, err := io.ReadFull(r, f[:]); err != nil {
+			return nil, nil, corrupt
+		}
 		u := func(i int) uint64 { return binary.LittleEndian.Uint64(f[i*8:]) }
 		rec := statRecord{K: statKey{Size: int64(u(0)), MtimeNs: int64(u(1)), CtimeNs: int64(u(2)), Ino: u(3), Dev: u(4), Mode: uint32(u(5))}}
 		copy(rec.Digest[:], f[48:])
-		recs = append(recs, rec)
-	}
-	all := paths.String()
-	m, out := make(map[string]int32, len(recs)), recs[:0]
-	for k, r := range recs {
-		r.path = all[spans[k].off : spans[k].off+spans[k].n]
-		if i, dup := m[r.path]; dup {
-			out[i] = r
+		if i, dup := m[h]; dup {
+			recs[i] = rec
 			continue
 		}
-		m[r.path] = int32(len(out))
-		out = append(out, r)
+		m[h] = int32(len(recs))
+		recs = append(recs, rec)
 	}
-	return m, out, nil
+	return m, recs, nil
 }
 
 func (c *StatCache) lookup(p string, k statKey) ([32]byte, bool) {
+	h := maphash.String(c.seed, p)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	i, ok := c.m[p]
+	i, ok := c.m[h]
 	if !ok {
 		return [32]byte{}, false
 	}
@@ -152,7 +152,7 @@ func (c *StatCache) lookup(p string, k statKey) ([32]byte, bool) {
 		return [32]byte{}, false
 	}
 	if !r.seen {
-		r.seen = true
+		r.seen, r.path = true, p
 		c.seen++
 	}
 	return r.Digest, true
@@ -162,17 +162,18 @@ func (c *StatCache) remember(p string, k statKey, d [32]byte, mtime time.Time) {
 	if time.Since(mtime) < racyWindow(mtime) {
 		return
 	}
+	h := maphash.String(c.seed, p)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.changed = true
-	if i, ok := c.m[p]; ok {
+	if i, ok := c.m[h]; ok {
 		if !c.recs[i].seen {
 			c.seen++
 		}
 		c.recs[i] = statRecord{path: p, K: k, Digest: d, seen: true}
 		return
 	}
-	c.m[p] = int32(len(c.recs))
+	c.m[h] = int32(len(c.recs))
 	c.recs = append(c.recs, statRecord{path: p, K: k, Digest: d, seen: true})
 	c.seen++
 }
@@ -191,7 +192,16 @@ func (c *StatCache) Save() error {
 		if _, err := io.WriteString(w, statCacheMagic); err != nil {
 			return err
 		}
-		var buf [binary.MaxVarintLen64 + 6*8 + 32]byte
+		seen := 0
+		for i := range c.recs {
+			if c.recs[i].seen {
+				seen++
+			}
+		}
+		var buf [binary.MaxVarintLen64 + statRecordFixed]byte
+		if _, err := w.Write(binary.AppendUvarint(buf[:0], uint64(seen))); err != nil {
+			return err
+		}
 		for i := range c.recs {
 			r, p := &c.recs[i], c.recs[i].path
 			if !r.seen {
@@ -208,7 +218,7 @@ func (c *StatCache) Save() error {
 				binary.LittleEndian.PutUint64(buf[i*8:], v)
 			}
 			copy(buf[48:], r.Digest[:])
-			if _, err := w.Write(buf[:80]); err != nil {
+			if _, err := w.Write(buf[:statRecordFixed]); err != nil {
 				return err
 			}
 		}
