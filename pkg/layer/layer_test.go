@@ -630,7 +630,9 @@ func TestStatCacheFile(t *testing.T) {
 	// What a build did not see is dropped on Save; what it saw keeps its path, which the
 	// loaded table does not hold (it is keyed by the path's hash).
 	old := time.Now().Add(-time.Hour)
-	key := func(i int) statKey { return statKey{Size: int64(i), MtimeNs: 1, CtimeNs: 2, Ino: uint64(100 + i), Dev: 5, Mode: 0o644} }
+	key := func(i int) statKey {
+		return statKey{Size: int64(i), MtimeNs: 1, CtimeNs: 2, Ino: uint64(100 + i), Dev: 5, Mode: 0o644}
+	}
 	paths := []string{"/src/a.py", "/src/b.py", "/src/c.py", "/src/d.py"}
 	c = OpenStatCache(file)
 	for i, p := range paths[:3] {
