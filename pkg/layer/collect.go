@@ -67,7 +67,17 @@ func ParseIgnore(r io.Reader, name string) (*patternmatcher.PatternMatcher, erro
 // leave their source directory or loop, sockets and devices, names that are not UTF-8, and two
 // sources for one path.
 func Collect(ctx context.Context, sources []Source) ([]Entry, error) {
+	return collect(ctx, sources, 0)
+}
+
+// collect is Collect with the number of entries expected (the previous walk's), so that the
+// walk fills one table of that size rather than pieces that are copied at the end, which at
+// the peak held every entry twice. A hint that falls short only costs the copy.
+func collect(ctx context.Context, sources []Source, hint int) ([]Entry, error) {
 	var entries []Entry
+	if hint > 0 {
+		entries = make([]Entry, 0, hint+hint/8+64) // parents and a few new files
+	}
 	for _, s := range sources {
 		if err := ctx.Err(); err != nil {
 			return nil, err

@@ -31,16 +31,18 @@ func Make(ctx context.Context, sources []Source, cacheDir string, opts Options, 
 	res := &Result{}
 
 	// The stat cache loads while the walk waits on the filesystem.
+	statFile := statCacheFile(cacheDir, sources)
 	statCh := make(chan *StatCache, 1)
-	go func() { statCh <- OpenStatCache(statCacheFile(cacheDir, sources)) }()
+	go func() { statCh <- OpenStatCache(statFile) }()
 
 	start := time.Now()
-	entries, err := Collect(ctx, sources)
+	entries, err := collect(ctx, sources, statCacheHint(statFile))
 	stat := <-statCh
 	if err != nil {
 		return nil, err
 	}
 	res.Entries = len(entries)
+	stat.entries = len(entries)
 	res.Walk = time.Since(start)
 
 	start = time.Now()

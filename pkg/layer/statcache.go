@@ -40,6 +40,8 @@ type StatCache struct {
 	seen int
 	// changed is set when a digest was learned: only then is the file rewritten.
 	changed bool
+	// entries is how many entries the walk found, saved as the next walk's size hint.
+	entries int
 }
 
 type statRecord struct {
@@ -88,10 +90,35 @@ func OpenStatCache(file string) *StatCache {
 	return c
 }
 
-// The file is the magic line, the number of records (uvarint), then per file: uvarint path
-// length, path, size, mtime, ctime, inode, device, mode (8 bytes each, little endian), sha256;
-// then an end marker (length 0). It is read every build, as a stream: the count sizes the
-// table exactly, and the paths are hashed, not kept.
+// statCacheHint reads how many entries the walk that saved file found (0 if unknown): the next
+// walk sizes its table with it instead of collecting in pieces and copying them all at the end.
+func statCacheHint(file string) int {
+	f, err := os.Open(file)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	var b [len(statCacheMagic) + 2*binary.MaxVarintLen64]byte
+	n, _ := io.ReadFull(f, b[:])
+	if n < len(statCacheMagic) || string(b[:len(statCacheMagic)]) != statCacheMagic {
+		return 0
+	}
+	rest := b[len(statCacheMagic):n]
+	_, w := binary.Uvarint(rest)
+	if w <= 0 {
+		return 0
+	}
+	entries, w := binary.Uvarint(rest[w:])
+	if w <= 0 || entries > 1<<26 {
+		return 0
+	}
+	return int(entries)
+}
+
+// The file is the magic line, the number of records and the number of entries the walk found
+// (uvarints), then per file: uvarint path length, path, size, mtime, ctime, inode, device, mode
+// (8 bytes each, little endian), sha256; then an end marker (length 0). It is read every
+// build, as a stream: the count sizes the table exactly, and the paths are hashed, not kept.
 func readStatCache(r *bufio.Reader, seed maphash.Seed, size int64) (map[uint64]int32, []statRecord, error) {
 	corrupt := errors.New("corrupt stat cache")
 	magic := make([]byte, len(statCacheMagic))
@@ -102,6 +129,9 @@ func readStatCache(r *bufio.Reader, seed maphash.Seed, size int64) (map[uint64]i
 	// every record takes more than statRecordFixed bytes: a count the size cannot hold is a
 	// corrupt file, not an allocation to make
 	if err != nil || count > uint64(size/statRecordFixed) || count >= math.MaxInt32 {
+		return nil, nil, corrupt
+	}
+	if _, err := binary.ReadUvarint(r); err != nil { // the entries hint: see statCacheHint
 		return nil, nil, corrupt
 	}
 	recs := make([]statRecord, 0, count)
@@ -199,7 +229,7 @@ func (c *StatCache) Save() error {
 			}
 		}
 		var buf [binary.MaxVarintLen64 + statRecordFixed]byte
-		if _, err := w.Write(binary.AppendUvarint(buf[:0], uint64(seen))); err != nil {
+		if _, err := w.Write(binary.AppendUvarint(binary.AppendUvarint(buf[:0], uint64(seen)), uint64(c.entries))); err != nil {
 			return err
 		}
 		for i := range c.recs {

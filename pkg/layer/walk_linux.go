@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -68,10 +69,19 @@ func walkDir(ctx context.Context, entries []Entry, root, dest string, ign *patte
 	// Long-lived workers sharing a stack of directories, not an errgroup.Go per directory:
 	// each worker keeps its buffer and matcher, and a directory waiting under SetLimit to
 	// queue its subdirectories could wait forever.
+	w.pool = entries[len(entries):cap(entries)]
 	ws := make([]*walkWorker, workers)
-	var wg sync.WaitGroup
 	for i := range ws {
 		ws[i] = &walkWorker{w: w, ign: matchers[i]}
+	}
+	if target := joinDest(dest, "."); target != "" {
+		// The destination directory itself: created like COPY creates it, whatever the mode of
+		// the local folder (a temp dir's 0700, a umask's 0775). As in walkDirPortable, a
+		// destination of / gives ".".
+		ws[0].add(Entry{Path: target, Type: TypeDir, Mode: 0o755, Class: class})
+	}
+	var wg sync.WaitGroup
+	for i := range ws {
 		wg.Go(ws[i].run)
 	}
 	wg.Wait()
@@ -82,21 +92,16 @@ func walkDir(ctx context.Context, entries []Entry, root, dest string, ign *patte
 	if w.err != nil {
 		return nil, w.err
 	}
-	chunks := [][]Entry{nil}
-	if target := joinDest(dest, "."); target != "" {
-		// The destination directory itself: created like COPY creates it, whatever the mode of
-		// the local folder (a temp dir's 0700, a umask's 0775). As in walkDirPortable, a
-		// destination of / gives ".".
-		chunks[0] = []Entry{{Path: target, Type: TypeDir, Mode: 0o755, Class: class}}
-	}
-	n := len(chunks[0])
+	pooled := min(int(w.used.Load()), len(w.pool))
+	chunks := [][]Entry{w.pool[:pooled]}
+	n := pooled
 	for _, x := range ws {
 		chunks = append(chunks, x.chunks...)
 		for _, c := range x.chunks {
 			n += len(c)
 		}
 	}
-	// Handed over sorted, each entry copied once, straight to its place: finish finds them in
+	// Handed over sorted, each entry moved once, straight to its place: finish finds them in
 	// order. Copying them all, then moving them again to sort, cost as much as the sort.
 	type ref struct {
 		path    string
@@ -110,11 +115,35 @@ func walkDir(ctx context.Context, entries []Entry, root, dest string, ign *patte
 		}
 	}
 	slices.SortFunc(refs, func(a, b ref) int { return strings.Compare(a.path, b.path) }) // paths are unique
-	entries = slices.Grow(entries, n)
-	for _, r := range refs {
-		entries = append(entries, chunks[r.chunk][r.inChunk])
+	if n == pooled {
+		// Everything is in the caller's slice already: sorted in place, by following the
+		// cycles of the permutation (refs[i] names the entry that belongs at i).
+		for i := range refs {
+			if refs[i].chunk < 0 || int(refs[i].inChunk) == i {
+				continue
+			}
+			tmp := w.pool[i]
+			j := i
+			for {
+				k := int(refs[j].inChunk)
+				refs[j].chunk = -1
+				if k == i {
+					w.pool[j] = tmp
+					break
+				}
+				w.pool[j] = w.pool[k]
+				j = k
+			}
+		}
+		return entries[:len(entries)+n], nil
 	}
-	return entries, nil
+	// The hint fell short (or there was none): a table of the right size, filled in order.
+	out := make([]Entry, len(entries), len(entries)+n+n/8+64)
+	copy(out, entries)
+	for _, r := range refs {
+		out = append(out, chunks[r.chunk][r.inChunk])
+	}
+	return out, nil
 }
 
 // dirJob is a directory to read: its path relative to the root ("" for the root) and its own
@@ -142,6 +171,11 @@ type walker struct {
 	err     error
 	errAt   string // rel of the entry err is about
 	ctxErr  error
+
+	// pool is the spare capacity of the caller's slice: workers claim its slots one by one
+	// (used counts the claims) and keep what does not fit in chunks of their own.
+	pool []Entry
+	used atomic.Int64
 }
 
 // next hands out a directory to read; false once every directory has been read.
@@ -405,6 +439,12 @@ func validName(s string) bool {
 }
 
 func (ww *walkWorker) add(e Entry) {
+	if len(ww.w.pool) > 0 {
+		if i := ww.w.used.Add(1) - 1; i < int64(len(ww.w.pool)) {
+			ww.w.pool[i] = e
+			return
+		}
+	}
 	if n := len(ww.chunks); n == 0 || len(ww.chunks[n-1]) == cap(ww.chunks[n-1]) {
 		ww.chunks = append(ww.chunks, make([]Entry, 0, 512))
 	}

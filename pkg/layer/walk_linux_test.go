@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -420,6 +421,55 @@ func BenchmarkWalkDir(b *testing.B) {
 			for b.Loop() {
 				if _, err := bc.walk(context.Background(), nil, root, "app", nil, ClassAuto); err != nil {
 					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// The walk fills the spare capacity of the slice it is given (the previous walk's size) and
+// sorts it in place; a capacity that falls short, or none, gives the same entries in a new
+// table. Entries already in the slice stay first.
+func TestWalkDirIntoCapacity(t *testing.T) {
+	root := walkTree(t)
+	ctx := context.Background()
+	want, err := walkDirPortable(ctx, nil, root, "app", nil, ClassSource)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sortEntries(want)
+	n := len(want)
+	sentinel := Entry{Path: "zz-earlier-source", Type: TypeDir, Mode: 0o755}
+	for _, tc := range []struct {
+		name    string
+		spare   int
+		inPlace bool
+	}{
+		{name: "no capacity", spare: 0},
+		{name: "one short", spare: n - 1},
+		{name: "half", spare: n / 2},
+		{name: "exact", spare: n, inPlace: true},
+		{name: "more than enough", spare: 2 * n, inPlace: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pre := make([]Entry, 1, 1+tc.spare)
+			pre[0] = sentinel
+			got, err := walkDir(ctx, pre, root, "app", nil, ClassSource)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 1+n || !reflect.DeepEqual(got[0], sentinel) {
+				t.Fatalf("%d entries, first %q; want %d, the earlier source's first", len(got), got[0].Path, 1+n)
+			}
+			if inPlace := &got[0] == &pre[0]; inPlace != tc.inPlace {
+				t.Errorf("filled in place: %v, want %v", inPlace, tc.inPlace)
+			}
+			if !slices.IsSortedFunc(got[1:], func(a, b Entry) int { return strings.Compare(a.Path, b.Path) }) {
+				t.Error("not sorted")
+			}
+			for i := range want {
+				if !reflect.DeepEqual(got[1+i], want[i]) {
+					t.Fatalf("entry %d:\n got %+v\nwant %+v", i, got[1+i], want[i])
 				}
 			}
 		})
