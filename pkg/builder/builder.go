@@ -132,6 +132,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.Registry.Keychain == nil {
+		// Resolved once for the base, the destination's tags and the publisher: in a pod it
+		// reads the service account's pull secrets from the API server.
+		o.Registry.Keychain = registryclient.DefaultKeychain(ctx)
+	}
 	var dests []publish.Destination
 	for _, s := range o.Destinations {
 		d, err := publish.ParseDestination(s, o.Registry)
