@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -475,6 +476,7 @@ type previous struct {
 	tags   *publish.Tags
 	ctx    context.Context
 	once   sync.Once
+	loaded atomic.Bool
 	layers map[string]v1.Layer
 }
 
@@ -509,9 +511,14 @@ func (p *previous) Empty() bool {
 	return len(p.layers) == 0
 }
 
+// Loaded reports whether the previous image has been read (asking no longer waits), so that
+// the layer builder writes what it must ask about meanwhile.
+func (p *previous) Loaded() bool { return p.loaded.Load() }
+
 // load reads the previous image; any failure (no such tag yet, an unreachable registry) just
 // means nothing is known: the layers are built.
 func (p *previous) load() {
+	defer p.loaded.Store(true)
 	desc, err := p.tags.Get(p.ctx, p.ref)
 	if err != nil {
 		return

@@ -143,6 +143,12 @@ func (b *Builder) Build(ctx context.Context, groups []Group) ([]*Layer, error) {
 		if l.hit {
 			continue
 		}
+		if l.key != "" && b.opts.Remote != nil && !remoteLoaded(b.opts.Remote) {
+			// The destination's image is still being read: the layer is written meanwhile
+			// rather than after, and dropped if the registry turns out to have it.
+			g.Go(func() error { return b.writeAhead(ctx, l) })
+			continue
+		}
 		if l.key != "" && b.opts.Remote != nil {
 			if rl := b.opts.Remote.Layer(l.key); rl != nil {
 				if err := l.useRemote(rl); err == nil {
@@ -150,10 +156,7 @@ func (b *Builder) Build(ctx context.Context, groups []Group) ([]*Layer, error) {
 				}
 			}
 		}
-		// A key the destination's image lacks (and the cache too) is content the registry
-		// has never seen: no need to ask for it before sending it.
-		stream := l.key != "" && b.opts.OnStream != nil && b.opts.Remote != nil && !b.opts.Remote.Empty()
-		g.Go(func() error { return b.writeLayer(ctx, l, stream) })
+		g.Go(func() error { return b.writeLayer(ctx, l, b.streams(l)) })
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
@@ -161,15 +164,74 @@ func (b *Builder) Build(ctx context.Context, groups []Group) ([]*Layer, error) {
 	return layers, nil
 }
 
+// streams reports whether l, found in neither the cache nor the destination's image, is sent
+// as it is written: its key is content the registry has never seen, so no need to ask for it
+// first.
+func (b *Builder) streams(l *Layer) bool {
+	return l.key != "" && b.opts.OnStream != nil && b.opts.Remote != nil && !b.opts.Remote.Empty()
+}
+
+// remoteLoaded reports whether asking r blocks no more (a Remote that cannot tell is taken as
+// loaded, and asked first).
+func remoteLoaded(r Remote) bool {
+	lr, ok := r.(interface{ Loaded() bool })
+	return !ok || lr.Loaded()
+}
+
+// writeAhead writes l while the Remote is still loading. If the registry has the layer the
+// write is canceled and the registry's copy used; if not, the layer is handed over as
+// OnStream or OnWritten would have had it, its upload following what is written so far.
+func (b *Builder) writeAhead(ctx context.Context, l *Layer) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	gb := newGrowing()
+	done := make(chan error, 1)
+	go func() { done <- b.write1(wctx, l, gb) }()
+	if rl := b.opts.Remote.Layer(l.key); rl != nil {
+		cancel()
+		if werr := <-done; werr == nil {
+			// written before the answer came: the cache has it too, the registry's copy is used
+			l.rec, l.buildTime = record{}, 0
+		}
+		if err := l.useRemote(rl); err == nil {
+			return nil
+		}
+		return b.writeLayer(ctx, l, b.streams(l)) // an unreadable remote layer: write it after all
+	}
+	stream := b.streams(l)
+	if stream {
+		b.opts.OnStream(&streamingLayer{l: l, g: gb})
+	}
+	if err := <-done; err != nil {
+		return err
+	}
+	if !stream && b.opts.OnWritten != nil {
+		b.opts.OnWritten(l)
+	}
+	return nil
+}
+
 // writeLayer writes l's blob into the cache; l.key is computed on the way if it is empty.
 // With stream, OnStream gets the layer before it is written.
 func (b *Builder) writeLayer(ctx context.Context, l *Layer, stream bool) error {
-	start := time.Now()
 	var gb *growing
 	if stream {
 		gb = newGrowing()
 		b.opts.OnStream(&streamingLayer{l: l, g: gb})
 	}
+	if err := b.write1(ctx, l, gb); err != nil {
+		return err
+	}
+	if gb == nil && b.opts.OnWritten != nil {
+		b.opts.OnWritten(l)
+	}
+	return nil
+}
+
+// write1 writes l's blob into the cache, through gb if it is not nil (readers following it
+// get the blob, or the write's error).
+func (b *Builder) write1(ctx context.Context, l *Layer, gb *growing) error {
+	start := time.Now()
 	// The tar's entry list is made again here rather than kept from the key: on a big
 	// context, holding every layer's list at once would double the builder's memory.
 	entries := b.tarEntries(&l.group)
@@ -185,11 +247,7 @@ func (b *Builder) writeLayer(ctx context.Context, l *Layer, stream bool) error {
 	}
 	l.rec, l.buildTime = r, time.Since(start)
 	l.shared.verified = true // written by us just now
-	if gb != nil {
-		gb.finish(nil)
-	} else if b.opts.OnWritten != nil {
-		b.opts.OnWritten(l)
-	}
+	gb.finish(nil)
 	return nil
 }
 

@@ -2,6 +2,7 @@ package layer
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -14,7 +15,9 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/stream"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 func TestGrowingFollowers(t *testing.T) {
@@ -195,4 +198,149 @@ func TestNothingStreamedWithoutKnownKeys(t *testing.T) {
 			}
 		})
 	}
+}
+
+// slowRemote is a destination image still being read until release is closed; then it has
+// have (for any key asked) and is empty or not.
+type slowRemote struct {
+	release chan struct{}
+	have    v1.Layer
+	empty   bool
+	mu      sync.Mutex
+	asked   int
+}
+
+func (r *slowRemote) Loaded() bool {
+	select {
+	case <-r.release:
+		return true
+	default:
+		return false
+	}
+}
+
+func (r *slowRemote) Layer(string) v1.Layer {
+	<-r.release
+	r.mu.Lock()
+	r.asked++
+	r.mu.Unlock()
+	return r.have
+}
+
+func (r *slowRemote) Empty() bool { <-r.release; return r.empty }
+
+// A layer the cache lacks is written while the destination's image is still being read, not
+// after: if the registry lacks it too it is streamed from what was written (or handed over
+// written when the registry knows no key), if the registry has it its copy is used.
+func TestWrittenWhileTheRemoteLoads(t *testing.T) {
+	remoteCopy, err := random.Layer(512, types.OCILayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name      string
+		have      v1.Layer
+		empty     bool
+		streamed  int
+		written   int
+		useRemote bool
+	}{
+		{name: "registry lacks it: streamed", streamed: 1},
+		{name: "registry knows no key: handed over written", empty: true, written: 1},
+		{name: "registry has it: its copy used", have: remoteCopy, useRemote: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root, cacheDir := t.TempDir(), t.TempDir()
+			genTree(t, root, 200, 5)
+			makeLayers(t, root, cacheDir, Options{})
+			edited := filepath.Join(root, "pkg03/mod003/file00003.py")
+			if err := os.WriteFile(edited, []byte("edited = True\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			records := func() int { es, _ := os.ReadDir(filepath.Join(cacheDir, "layers")); return len(es) }
+			before := records()
+
+			r := &slowRemote{release: make(chan struct{}), have: tc.have, empty: tc.empty}
+			var mu sync.Mutex
+			var streams []v1.Layer
+			written := 0
+			type result struct {
+				res *Result
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				res, err := Make(context.Background(), []Source{{Dest: "/app", Path: root}}, cacheDir, Options{
+					Remote:    r,
+					OnStream:  func(l v1.Layer) { mu.Lock(); streams = append(streams, l); mu.Unlock() },
+					OnWritten: func(*Layer) { mu.Lock(); written++; mu.Unlock() },
+				}, PlanOptions{})
+				done <- result{res, err}
+			}()
+			// the edited layer reaches the cache while the remote has not answered
+			deadline := time.Now().Add(10 * time.Second)
+			for records() == before && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if records() == before {
+				t.Fatal("nothing was written while the destination's image was being read")
+			}
+			close(r.release)
+			got := <-done
+			if got.err != nil {
+				t.Fatal(got.err)
+			}
+			if len(streams) != tc.streamed || written != tc.written {
+				t.Fatalf("streamed %d, written %d; want %d, %d", len(streams), written, tc.streamed, tc.written)
+			}
+			var edit *Layer
+			for _, l := range got.res.Layers {
+				if !l.CacheHit() || l.Remote() != nil {
+					if edit != nil {
+						t.Fatalf("two layers not from the cache: %s, %s", edit.Name(), l.Name())
+					}
+					edit = l
+				}
+			}
+			if edit == nil {
+				t.Fatal("no layer was rebuilt")
+			}
+			if tc.useRemote {
+				if edit.Remote() != remoteCopy {
+					t.Fatalf("layer %s does not use the registry's copy", edit.Name())
+				}
+				if d, _ := edit.Digest(); d != mustLayerDigest(t, remoteCopy) {
+					t.Errorf("digest %s, want the registry copy's", d)
+				}
+				return
+			}
+			if edit.Remote() != nil {
+				t.Fatal("a layer the registry lacks uses a remote copy")
+			}
+			for _, s := range streams {
+				rc, err := s.Compressed()
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(rc)
+				rc.Close()
+				sum := sha256.Sum256(b)
+				if d, _ := edit.Digest(); "sha256:"+hex.EncodeToString(sum[:]) != d.String() {
+					t.Errorf("streamed %d bytes hashing to %x, the blob is %s", len(b), sum, d)
+				}
+				if d, err := s.Digest(); err != nil || d != mustLayerDigest(t, edit) {
+					t.Errorf("streamed layer's digest after the read: %v %v", d, err)
+				}
+			}
+		})
+	}
+}
+
+func mustLayerDigest(t *testing.T, l v1.Layer) v1.Hash {
+	t.Helper()
+	d, err := l.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
