@@ -188,12 +188,11 @@ func (b *Builder) writeAhead(ctx context.Context, l *Layer) error {
 	done := make(chan error, 1)
 	go func() { done <- b.write1(wctx, l, gb) }()
 	if rl := b.opts.Remote.Layer(l.key); rl != nil {
+		// The registry's copy is used; a write that got to its end first stays in the cache.
 		cancel()
-		if werr := <-done; werr == nil {
-			// written before the answer came: the cache has it too, the registry's copy is used
-			l.rec, l.buildTime = record{}, 0
-		}
+		<-done
 		if err := l.useRemote(rl); err == nil {
+			l.buildTime = 0
 			return nil
 		}
 		return b.writeLayer(ctx, l, b.streams(l)) // an unreadable remote layer: write it after all

@@ -91,8 +91,6 @@ func writeTarHashing(ctx context.Context, w io.Writer, entries []Entry, o TarOpt
 	tw := tar.NewWriter(w)
 	buf := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(buf)
-	pf := newPrefetcher(ctx, entries, hash)
-	defer pf.stop()
 	for i := range entries {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -104,24 +102,7 @@ func writeTarHashing(ctx context.Context, w io.Writer, entries []Entry, o TarOpt
 		if e.Type != TypeFile {
 			continue
 		}
-		s, ok, err := pf.next(ctx, i)
-		switch {
-		case err != nil:
-			return err
-		case !ok:
-			err = writeContent(ctx, tw, e, *buf, hash)
-		case s.err != nil:
-			err = s.err
-		default:
-			// read (and hashed) ahead, with writeContent's checks
-			if _, err = tw.Write(s.data); err != nil {
-				err = fmt.Errorf("write /%s: %w", e.Path, err)
-			} else if hash {
-				err = e.checkDigest(s.digest)
-			}
-			pf.release(e, s)
-		}
-		if err != nil {
+		if err := writeContent(ctx, tw, e, *buf, hash); err != nil {
 			return err
 		}
 	}
