@@ -38,8 +38,8 @@ type Entry struct {
 	Type EntryType
 	// Class decides the layer the entry lands in.
 	Class Class
-	// hashed: digest is set (HashEntries, or the tar writer)
-	hashed bool
+	// hashed: digest is set (HashEntries, or the tar writer); fromStat: by the stat cache
+	hashed, fromStat bool
 	// Mode holds the permission bits plus setuid, setgid and sticky.
 	Mode fs.FileMode
 	// Size of a regular file's content.

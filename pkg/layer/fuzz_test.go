@@ -2,16 +2,17 @@ package layer
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"hash/maphash"
 	"io"
 	"io/fs"
+	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -100,26 +101,44 @@ func FuzzParseIgnore(f *testing.F) {
 	})
 }
 
-// FuzzReadStatCache: any bytes in the stat cache file are an error or a table, never a panic
-// nor an allocation the file's size does not justify.
+// FuzzReadStatCache: any bytes in the stat cache file are an empty cache or a stream of
+// records in strictly increasing path order, never a panic nor a path longer than a path can be.
 func FuzzReadStatCache(f *testing.F) {
-	f.Add([]byte(statCacheMagic + "\x01\x07/a/b.py" + strings.Repeat("\x01", 80) + "\x00"))
-	f.Add([]byte(statCacheMagic + "\x02\x07/a/b.py" + strings.Repeat("\x01", 80) + "\x07/a/b.py" + strings.Repeat("\x02", 80) + "\x00"))
+	for _, paths := range [][]string{{"app/b.py"}, {"a", "a/b", "a/bc", "ab"}, {"app/x/y.py", "app/x/z.py", "app/y"}} {
+		file := filepath.Join(f.TempDir(), "stat")
+		c := OpenStatCache(file)
+		c.opened = time.Now().Add(time.Hour)
+		es := make([]Entry, len(paths))
+		for i, p := range paths {
+			es[i] = Entry{Path: p, Type: TypeFile, Source: "/src/" + p, Size: int64(i), hashed: true}
+		}
+		if err := c.Save(es); err != nil {
+			f.Fatal(err)
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
 	f.Add([]byte(statCacheMagic + "\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"))
-	f.Add([]byte(statCacheMagic + "\x00\x00"))
 	f.Add([]byte(statCacheMagic))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		m, recs, err := readStatCache(bufio.NewReader(bytes.NewReader(b)), maphash.MakeSeed(), int64(len(b)))
-		if err != nil {
+		c := &StatCache{}
+		if err := c.start(bytes.NewReader(b), int64(len(b))); err != nil {
 			return
 		}
-		if len(m) != len(recs) || cap(recs) > len(b)/statRecordFixed {
-			t.Fatalf("%d hashes, %d records (capacity %d) from %d bytes", len(m), len(recs), cap(recs), len(b))
-		}
-		for _, i := range m {
-			if int(i) >= len(recs) {
-				t.Fatalf("index %d of %d records", i, len(recs))
+		prev := ""
+		for n := 0; c.ok; n++ {
+			p := string(c.path)
+			if n > 0 && p <= prev {
+				t.Fatalf("record %d: %q after %q", n, p, prev)
 			}
+			if len(p) == 0 || len(p) > maxStatPath || c.read > c.count {
+				t.Fatalf("record %d: path of %d bytes, %d of %d records", n, len(p), c.read, c.count)
+			}
+			prev = p
+			c.next()
 		}
 	})
 }

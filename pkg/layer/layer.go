@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"iter"
 	"os"
 	"runtime"
 	"strconv"
@@ -75,9 +76,7 @@ const formatVersion = "fairing-layer/1"
 type Builder struct {
 	cache *Cache
 	opts  Options
-	// stat learns the digests of files first hashed by the tar writer (see Build).
-	stat *StatCache
-	// hashed counts those files.
+	// hashed counts the files first hashed by the tar writer (see Build).
 	hashed atomic.Int64
 	pool   writerPool
 }
@@ -122,7 +121,7 @@ func (b *Builder) Build(ctx context.Context, groups []Group) ([]*Layer, error) {
 			if err := kctx.Err(); err != nil {
 				return err
 			}
-			key, err := b.key(b.tarEntries(&l.group))
+			key, err := b.key(b.tarSeq(&l.group))
 			if err != nil {
 				return fmt.Errorf("layer %q: %w", l.group.Name, err)
 			}
@@ -250,8 +249,8 @@ func (b *Builder) write1(ctx context.Context, l *Layer, gb *growing) error {
 	return nil
 }
 
-// learn copies the digests the tar writer computed into the group's entries and the stat
-// cache, so the next build reads none of these files.
+// learn copies the digests the tar writer computed into the group's entries (which the stat
+// cache is saved from), so the next build reads none of these files.
 func (b *Builder) learn(g *Group, written []Entry) {
 	todo := map[string]*Entry{}
 	for i := range g.Entries {
@@ -267,9 +266,6 @@ func (b *Builder) learn(g *Group, written []Entry) {
 		}
 		e.digest, e.hashed = w.digest, true
 		b.hashed.Add(1)
-		if b.stat != nil && e.Source != "" {
-			b.stat.remember(e.Source, e.statKey(), e.digest, e.ModTime)
-		}
 	}
 }
 
@@ -282,15 +278,22 @@ func (b *Builder) tarEntries(g *Group) []Entry {
 	return entries
 }
 
+// tarSeq is tarEntries without a copy of the group where it can.
+func (b *Builder) tarSeq(g *Group) iter.Seq[*Entry] {
+	if b.opts.Compression == Estargz {
+		return entryPtrs(b.tarEntries(g))
+	}
+	return g.tarSeq()
+}
+
 // key is the sha256 of a canonical listing of what the layer's tar holds plus the writer's
 // options: equal keys mean byte-identical blobs.
-func (b *Builder) key(entries []Entry) (string, error) {
+func (b *Builder) key(entries iter.Seq[*Entry]) (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\ncompression=%s level=%d uid=%d gid=%d epoch=%d\n", formatVersion,
 		b.opts.Compression, b.opts.Level, b.opts.Tar.UID, b.opts.Tar.GID, b.opts.Tar.clamp(time.Time{}).Unix())
 	line := make([]byte, 0, 256)
-	for i := range entries {
-		e := &entries[i]
+	for e := range entries {
 		if e.Type == TypeFile && !e.hashed {
 			return "", fmt.Errorf("/%s was not hashed", e.Path)
 		}
@@ -388,7 +391,7 @@ func (b *Builder) write(ctx context.Context, key string, entries []Entry, gb *gr
 	r.Size = compressed.n
 	r.Compression = b.opts.Compression
 	if key == "" {
-		if key, err = b.key(entries); err != nil {
+		if key, err = b.key(entryPtrs(entries)); err != nil {
 			return r, "", err
 		}
 	}

@@ -2,6 +2,7 @@ package layer
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -612,64 +614,118 @@ func BenchmarkMakeUnchanged(b *testing.B) {
 }
 
 func TestStatCacheFile(t *testing.T) {
-	dir := t.TempDir()
-	file := filepath.Join(dir, "stat")
-	c := OpenStatCache(file)
-	k := statKey{Size: 3, MtimeNs: 1, CtimeNs: 2, Ino: 4, Dev: 5, Mode: 0o644}
-	c.remember("/src/a.py", k, [32]byte{1, 2, 3}, time.Now().Add(-time.Hour))
-	if err := c.Save(); err != nil {
-		t.Fatal(err)
-	}
-	again := OpenStatCache(file)
-	if d, ok := again.lookup("/src/a.py", k); !ok || d != [32]byte{1, 2, 3} {
-		t.Fatalf("round trip lost the record: %v %v", d, ok)
-	}
-	if _, ok := again.lookup("/src/a.py", statKey{Size: 4}); ok {
-		t.Error("a changed stat matched")
-	}
-	// What a build did not see is dropped on Save; what it saw keeps its path, which the
-	// loaded table does not hold (it is keyed by the path's hash).
+	file := filepath.Join(t.TempDir(), "stat")
 	old := time.Now().Add(-time.Hour)
 	key := func(i int) statKey {
-		return statKey{Size: int64(i), MtimeNs: 1, CtimeNs: 2, Ino: uint64(100 + i), Dev: 5, Mode: 0o644}
+		return statKey{Size: int64(i), MtimeNs: old.UnixNano(), CtimeNs: 2, Ino: uint64(100 + i), Dev: 5, Mode: 0o644}
 	}
-	paths := []string{"/src/a.py", "/src/b.py", "/src/c.py", "/src/d.py"}
-	c = OpenStatCache(file)
-	for i, p := range paths[:3] {
-		c.remember(p, key(i), [32]byte{byte(i)}, old)
+	entry := func(i int, p string) Entry {
+		return Entry{Path: p, Type: TypeFile, Source: "/src/" + p, Size: int64(i), ModTime: time.Unix(0, old.UnixNano()),
+			ctimeNs: 2, ino: uint64(100 + i), dev: 5, Mode: 0o644, digest: [32]byte{byte(i)}, hashed: true}
 	}
-	if err := c.Save(); err != nil {
+	// Paths that share prefixes every way front coding must get right.
+	paths := []string{"app/a", "app/a/b.py", "app/a/bc.py", "app/ab.py", "app/b.py", "lib/x.py"}
+	build := func(keep func(i int) bool, reorder bool) (*StatCache, []Entry) {
+		c := OpenStatCache(file)
+		var es []Entry
+		for i, p := range paths {
+			if keep(i) {
+				es = append(es, entry(i, p))
+			}
+		}
+		for i := range es {
+			if d, ok := c.lookup(es[i].Path, es[i].statKey()); ok {
+				if d != es[i].digest {
+					t.Fatalf("%s: digest %x, want %x", es[i].Path, d[:2], es[i].digest[:2])
+				}
+				es[i].fromStat = true
+			}
+		}
+		if reorder { // as Plan leaves them: runs in path order
+			es = append(es[3:], es[:3]...)
+		}
+		return c, es
+	}
+	all := func(int) bool { return true }
+
+	c, es := build(all, true)
+	if c.hits != 0 {
+		t.Fatalf("an empty cache answered %d lookups", c.hits)
+	}
+	if err := c.Save(es); err != nil {
 		t.Fatal(err)
 	}
-	c = OpenStatCache(file)
-	for i, p := range paths[:2] {
-		if d, ok := c.lookup(p, key(i)); !ok || d != [32]byte{byte(i)} {
-			t.Fatalf("%s: %v %v", p, d, ok)
+	c, es = build(all, false)
+	if c.hits != len(paths) || c.hint != 0 {
+		t.Fatalf("second build: %d hits of %d, hint %d", c.hits, len(paths), c.hint)
+	}
+	ino := func() uint64 {
+		fi, err := os.Stat(file)
+		if err != nil {
+			t.Fatal(err)
 		}
+		return fi.Sys().(*syscall.Stat_t).Ino
 	}
-	c.remember(paths[3], key(3), [32]byte{3}, old)
-	if err := c.Save(); err != nil {
-		t.Fatal(err)
+	before := ino()
+	if err := c.Save(es); err != nil || ino() != before {
+		t.Fatalf("a cache that says the same was rewritten (%v)", err)
 	}
-	c = OpenStatCache(file)
-	for i, p := range paths {
-		d, ok := c.lookup(p, key(i))
-		if want := i != 2; ok != want || (ok && d != [32]byte{byte(i)}) {
-			t.Errorf("third build, %s: %v %v, want found=%v", p, d, ok, want)
+	if _, ok := OpenStatCache(file).lookup(paths[0], statKey{Size: 4}); ok {
+		t.Error("a changed stat matched")
+	}
+	if c = OpenStatCache(file); true {
+		c.lookup(paths[3], key(3))
+		if _, ok := c.lookup(paths[1], key(1)); ok {
+			t.Error("a lookup out of path order matched")
 		}
-	}
-	if _, ok := c.lookup("/src/other.py", key(0)); ok {
-		t.Error("an unknown path matched")
 	}
 
-	// Torn or foreign files are an empty cache, never an error; so is the previous format.
+	// A deleted file is dropped; a file modified after the cache was opened is not kept.
+	c, es = build(func(i int) bool { return i != 2 }, true)
+	c.entries = 42
+	for i := range es {
+		if es[i].Path == paths[4] {
+			es[i].ModTime, es[i].fromStat = c.opened.Add(-10*time.Millisecond), false
+		}
+	}
+	if err := c.Save(es); err != nil {
+		t.Fatal(err)
+	}
+	c, _ = build(all, false)
+	if c.hint != 42 || c.count != len(paths)-2 {
+		t.Errorf("third build: hint %d, %d records", c.hint, c.count)
+	}
+	for i, p := range paths {
+		c := OpenStatCache(file)
+		_, ok := c.lookup(p, key(i))
+		if want := i != 2 && i != 4; ok != want {
+			t.Errorf("third build, %s: found=%v, want %v", p, ok, want)
+		}
+	}
+
+	// Torn, foreign or older files are an empty cache, never an error.
 	b, _ := os.ReadFile(file)
-	v1 := append([]byte("fairing-statcache/1\n"), b[len(statCacheMagic)+1:]...)
-	for _, bad := range [][]byte{b[:len(b)/2], b[:len(b)-1], []byte("garbage"), nil, v1} {
+	v2 := append([]byte("fairing-statcache/2\n"), b[len(statCacheMagic):]...)
+	for _, bad := range [][]byte{b[:len(b)/2], b[:len(b)-1], append(b, 0), []byte("garbage"), nil, v2} {
 		os.WriteFile(file, bad, 0o644)
-		if _, ok := OpenStatCache(file).lookup("/src/a.py", key(0)); ok {
+		if _, ok := OpenStatCache(file).lookup(paths[0], key(0)); ok {
 			t.Errorf("a damaged file (%d bytes) still answered", len(bad))
 		}
+	}
+	// A record out of order ends the stream: what came before it is used, nothing after.
+	swapped := bytes.Replace(b, []byte("lib/x.py"), []byte("aaa/x.py"), 1)
+	if bytes.Equal(swapped, b) {
+		t.Fatal("test file lacks lib/x.py")
+	}
+	os.WriteFile(file, swapped, 0o644)
+	c = OpenStatCache(file)
+	for _, i := range []int{0, 1, 3} {
+		if _, ok := c.lookup(paths[i], key(i)); !ok {
+			t.Errorf("%s, before the damage, was lost", paths[i])
+		}
+	}
+	if c.ok || c.read != 3 || c.count != 4 {
+		t.Errorf("after a record out of order: cursor %v, %d of %d records read", c.ok, c.read, c.count)
 	}
 }
 

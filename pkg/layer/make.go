@@ -30,14 +30,12 @@ func Make(ctx context.Context, sources []Source, cacheDir string, opts Options, 
 	}
 	res := &Result{}
 
-	// The stat cache loads while the walk waits on the filesystem.
-	statFile := statCacheFile(cacheDir, sources)
-	statCh := make(chan *StatCache, 1)
-	go func() { statCh <- OpenStatCache(statFile) }()
+	// Opened before the walk: files modified after this are not remembered (see racyWindow).
+	stat := OpenStatCache(statCacheFile(cacheDir, sources))
+	defer stat.Close()
 
 	start := time.Now()
-	entries, err := collect(ctx, sources, statCacheHint(statFile))
-	stat := <-statCh
+	entries, err := collect(ctx, sources, stat.hint)
 	if err != nil {
 		return nil, err
 	}
@@ -64,14 +62,13 @@ func Make(ctx context.Context, sources []Source, cacheDir string, opts Options, 
 	if err != nil {
 		return nil, err
 	}
-	b.stat = stat
 	if res.Layers, err = b.Build(ctx, Plan(entries, plan)); err != nil {
 		return nil, err
 	}
 	res.Hashed += int(b.hashed.Load())
 	res.Write = time.Since(start)
 	// Saved only after the layers were written: a file that changed under us is not remembered.
-	if err := stat.Save(); err != nil {
+	if err := stat.Save(entries); err != nil {
 		return nil, fmt.Errorf("save stat cache: %w", err)
 	}
 	return res, nil

@@ -3,6 +3,7 @@ package layer
 import (
 	"fmt"
 	"hash/fnv"
+	"iter"
 	"path"
 	"slices"
 	"sort"
@@ -300,18 +301,68 @@ func cutChunks(es []Entry, mask uint64, maxBytes int64) [][]Entry {
 }
 
 // tarEntries is the group's entries with every parent directory in front, sorted: exactly what
-// the layer's tar holds. It runs for every layer on every build (the key is computed from it),
-// so entries already in path order (as Plan leaves them) are merged with their missing parents
-// rather than sorted again.
+// the layer's tar holds.
 func (g *Group) tarEntries() []Entry {
-	es := g.Entries
-	for i := 1; i < len(es); i++ {
-		if es[i-1].Path >= es[i].Path {
-			return g.tarEntriesSorting()
+	parents, ok := g.parents()
+	if !ok {
+		return g.tarEntriesSorting()
+	}
+	out := make([]Entry, 0, len(g.Entries)+len(parents))
+	for e := range mergeTar(g.Entries, parents) {
+		out = append(out, *e)
+	}
+	return out
+}
+
+// tarSeq is tarEntries as a sequence which, in the common case, copies none of the group's
+// entries: the key of every layer is computed from it on every build, and copying each group
+// made as much garbage as the walk's whole table.
+func (g *Group) tarSeq() iter.Seq[*Entry] {
+	parents, ok := g.parents()
+	if !ok {
+		return entryPtrs(g.tarEntriesSorting())
+	}
+	return mergeTar(g.Entries, parents)
+}
+
+func entryPtrs(es []Entry) iter.Seq[*Entry] {
+	return func(yield func(*Entry) bool) {
+		for i := range es {
+			if !yield(&es[i]) {
+				return
+			}
 		}
 	}
-	// The parents no entry of the group stands for. An entry's ancestors are looked at once:
-	// a directory that is itself an entry brings its own when its turn comes.
+}
+
+// mergeTar yields es and parents, both in path order, merged.
+func mergeTar(es, parents []Entry) iter.Seq[*Entry] {
+	return func(yield func(*Entry) bool) {
+		for i, j := 0, 0; i < len(es) || j < len(parents); {
+			var e *Entry
+			if j == len(parents) || i < len(es) && es[i].Path < parents[j].Path {
+				e, i = &es[i], i+1
+			} else {
+				e, j = &parents[j], j+1
+			}
+			if !yield(e) {
+				return
+			}
+		}
+	}
+}
+
+// parents returns, sorted, the parent directories no entry of the group stands for, when the
+// group's entries are in path order (as Plan leaves them) and hold no hard link (whose first
+// name may live in another layer: see copyForeignLinks); otherwise false. An entry's ancestors
+// are looked at once: a directory that is itself an entry brings its own when its turn comes.
+func (g *Group) parents() ([]Entry, bool) {
+	es := g.Entries
+	for i := range es {
+		if es[i].Type == TypeHardlink || i > 0 && es[i-1].Path >= es[i].Path {
+			return nil, false
+		}
+	}
 	var parents []Entry
 	done := map[string]bool{}
 	last := ""
@@ -330,22 +381,7 @@ func (g *Group) tarEntries() []Entry {
 		}
 	}
 	slices.SortFunc(parents, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
-	out := make([]Entry, 0, len(es)+len(parents))
-	links := false
-	for i, j := 0, 0; i < len(es) || j < len(parents); {
-		if j == len(parents) || i < len(es) && es[i].Path < parents[j].Path {
-			links = links || es[i].Type == TypeHardlink
-			out = append(out, es[i])
-			i++
-		} else {
-			out = append(out, parents[j])
-			j++
-		}
-	}
-	if links {
-		copyForeignLinks(out)
-	}
-	return out
+	return parents, true
 }
 
 // parent is the entry of directory d: as found in the context, or made with mode 0755.

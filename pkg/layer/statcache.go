@@ -8,11 +8,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,39 +22,43 @@ import (
 // StatCache remembers the content digest of local files by their stat data (size, mtime,
 // ctime, inode, device, mode), so an unchanged file is never read again. A file is re-hashed
 // only when its stat data changes.
+//
+// The file is sorted by image path, as the walk's entries are, and it is read as a stream
+// merged with them: nothing of it is held but the record under the cursor, so the builder's
+// memory does not grow with a second table of every file. What is saved is built from the
+// entries themselves once the layers are written.
 type StatCache struct {
 	file string
 	// tmpDir holds the temporary file of Save ("": file's directory).
 	tmpDir string
+	// opened is when the cache was opened, before any file was read: see racyWindow.
+	opened time.Time
 
-	mu sync.Mutex
-	// One table for what was loaded and what this build saw (on a context of 100,000 files a
-	// second one would cost tens of megabytes). The map holds indices into recs, so a lookup
-	// marks its record seen in place, and is keyed by a hash of the path, so the loaded paths
-	// are not kept: a record takes the walk's string once the build sees its file, and only
-	// those are saved. Two paths with the same hash cannot give a wrong digest: the stat data
-	// compared on lookup include the inode and device, the file's identity.
-	seed maphash.Seed
-	m    map[uint64]int32
-	recs []statRecord
-	seen int
-	// changed is set when a digest was learned: only then is the file rewritten.
-	changed bool
+	f *os.File
+	r *bufio.Reader
+	// count is how many records the file holds, read how many of them were read so far.
+	count, read int
+	// hint is how many entries the walk that saved the file found.
+	hint int
+	// The record under the cursor (valid while ok).
+	path   []byte
+	k      statKey
+	digest [32]byte
+	ok     bool
+	fixed  [statRecordFixed]byte // read buffer
+	// last is the path of the previous lookup: lookups must come in path order.
+	last string
+	// hits and misses count the lookups.
+	hits, misses int
 	// entries is how many entries the walk found, saved as the next walk's size hint.
 	entries int
-}
-
-type statRecord struct {
-	path   string // set once seen
-	K      statKey
-	Digest [32]byte
-	seen   bool
 }
 
 // racyWindow is how recently a file may have been modified for its digest not to be
 // remembered: it could change again within the filesystem's timestamp granularity without its
 // stat data changing (git's "racy" entries). Filesystems with sub-second timestamps need a short
-// window; whole-second ones (or coarser) a long one.
+// window; whole-second ones (or coarser) a long one. It is measured from the time the cache was
+// opened, before the build read any file.
 func racyWindow(mtime time.Time) time.Duration {
 	if mtime.Nanosecond() != 0 {
 		return 100 * time.Millisecond
@@ -62,16 +66,26 @@ func racyWindow(mtime time.Time) time.Duration {
 	return 2 * time.Second
 }
 
-// statCacheMagic starts the file; another format (or a torn file) reads as an empty cache.
-const statCacheMagic = "fairing-statcache/2\n"
+// statCacheMagic starts the file; another format (or a foreign file) reads as an empty cache.
+const statCacheMagic = "fairing-statcache/3\n"
 
 // statRecordFixed is the size of a record after its path.
 const statRecordFixed = 6*8 + 32
 
-// OpenStatCache loads the cache stored in file. A missing or unreadable file gives an empty
-// cache: it is only an accelerator, never a source of truth.
+// maxStatPath bounds a stored path (Linux's PATH_MAX is 4096).
+const maxStatPath = 1 << 16
+
+// The file is the magic line, its own size (8 bytes, little endian: a torn file is known
+// before a record is used), the number of records and the number of entries the walk found
+// (uvarints), then per file in path order: the length of the prefix it shares with the
+// previous path and the length of the rest (uvarints), the rest, then size, mtime, ctime,
+// inode, device, mode (8 bytes each, little endian) and the sha256 of the content.
+
+// OpenStatCache opens the cache stored in file and reads its header; records are read as
+// lookups ask for them. A missing, foreign or torn file gives an empty cache: it is only an
+// accelerator, never a source of truth. Close releases the file.
 func OpenStatCache(file string) *StatCache {
-	c := &StatCache{file: file, seed: maphash.MakeSeed(), m: map[uint64]int32{}}
+	c := &StatCache{file: file, opened: time.Now()}
 	if file == "" {
 		return c
 	}
@@ -79,182 +93,225 @@ func OpenStatCache(file string) *StatCache {
 	if err != nil {
 		return c
 	}
-	defer f.Close()
 	fi, err := f.Stat()
+	if err == nil {
+		err = c.start(f, fi.Size())
+	}
 	if err != nil {
+		f.Close()
 		return c
 	}
-	if m, recs, err := readStatCache(bufio.NewReaderSize(f, 64<<10), c.seed, fi.Size()); err == nil {
-		c.m, c.recs = m, recs
-	}
+	c.f = f
 	return c
 }
 
-// statCacheHint reads how many entries the walk that saved file found (0 if unknown): the next
-// walk sizes its table with it instead of collecting in pieces and copying them all at the end.
-func statCacheHint(file string) int {
-	f, err := os.Open(file)
-	if err != nil {
-		return 0
+// start reads the header of a stream of size bytes and moves to its first record.
+func (c *StatCache) start(f io.Reader, size int64) error {
+	r := bufio.NewReaderSize(f, 64<<10)
+	var head [len(statCacheMagic) + 8]byte
+	if _, err := io.ReadFull(r, head[:]); err != nil || string(head[:len(statCacheMagic)]) != statCacheMagic {
+		return errors.New("not a stat cache")
 	}
-	defer f.Close()
-	var b [len(statCacheMagic) + 2*binary.MaxVarintLen64]byte
-	n, _ := io.ReadFull(f, b[:])
-	if n < len(statCacheMagic) || string(b[:len(statCacheMagic)]) != statCacheMagic {
-		return 0
-	}
-	rest := b[len(statCacheMagic):n]
-	_, w := binary.Uvarint(rest)
-	if w <= 0 {
-		return 0
-	}
-	entries, w := binary.Uvarint(rest[w:])
-	if w <= 0 || entries > 1<<26 {
-		return 0
-	}
-	return int(entries)
-}
-
-// The file is the magic line, the number of records and the number of entries the walk found
-// (uvarints), then per file: uvarint path length, path, size, mtime, ctime, inode, device, mode
-// (8 bytes each, little endian), sha256; then an end marker (length 0). It is read every
-// build, as a stream: the count sizes the table exactly, and the paths are hashed, not kept.
-func readStatCache(r *bufio.Reader, seed maphash.Seed, size int64) (map[uint64]int32, []statRecord, error) {
-	corrupt := errors.New("corrupt stat cache")
-	magic := make([]byte, len(statCacheMagic))
-	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != statCacheMagic {
-		return nil, nil, errors.New("not a stat cache")
+	if int64(binary.LittleEndian.Uint64(head[len(statCacheMagic):])) != size {
+		return errors.New("torn stat cache")
 	}
 	count, err := binary.ReadUvarint(r)
-	// every record takes more than statRecordFixed bytes: a count the size cannot hold is a
-	// corrupt file, not an allocation to make
-	if err != nil || count > uint64(size/statRecordFixed) || count >= math.MaxInt32 {
-		return nil, nil, corrupt
+	// every record takes more than statRecordFixed bytes
+	if err != nil || count > uint64(size/statRecordFixed) {
+		return errors.New("corrupt stat cache")
 	}
-	if _, err := binary.ReadUvarint(r); err != nil { // the entries hint: see statCacheHint
-		return nil, nil, corrupt
+	hint, err := binary.ReadUvarint(r)
+	if err != nil || hint > 1<<26 {
+		return errors.New("corrupt stat cache")
 	}
-	recs := make([]statRecord, 0, count)
-	m := make(map[uint64]int32, count)
-	var buf [1 << 16]byte
-	for {
-		n, err := binary.ReadUvarint(r)
-		if err != nil {
-			return nil, nil, corrupt
-		}
-		if n == 0 {
-			break
-		}
-		if n > 1<<16 || uint64(len(recs)) >= count {
-			return nil, nil, corrupt
-		}
-		if _, err := io.ReadFull(r, buf[:n]); err != nil {
-			return nil, nil, corrupt
-		}
-		h := maphash.Bytes(seed, buf[:n])
-		var f [statRecordFixed]byte
-		if _, err := io.ReadFull(r, f[:]); err != nil {
-			return nil, nil, corrupt
-		}
-		u := func(i int) uint64 { return binary.LittleEndian.Uint64(f[i*8:]) }
-		rec := statRecord{K: statKey{Size: int64(u(0)), MtimeNs: int64(u(1)), CtimeNs: int64(u(2)), Ino: u(3), Dev: u(4), Mode: uint32(u(5))}}
-		copy(rec.Digest[:], f[48:])
-		if i, dup := m[h]; dup {
-			recs[i] = rec
-			continue
-		}
-		m[h] = int32(len(recs))
-		recs = append(recs, rec)
-	}
-	return m, recs, nil
+	c.r, c.count, c.hint = r, int(count), int(hint)
+	c.next()
+	return nil
 }
 
+// next moves the cursor to the next record. A record that does not decode, or breaks the
+// path order, ends the stream: what follows it is unknown, and Save rewrites the file.
+func (c *StatCache) next() {
+	c.ok = false
+	if c.r == nil || c.read >= c.count {
+		return
+	}
+	shared, err := binary.ReadUvarint(c.r)
+	if err != nil || shared > uint64(len(c.path)) {
+		c.r = nil
+		return
+	}
+	rest, err := binary.ReadUvarint(c.r)
+	if err != nil || rest == 0 || shared+rest > maxStatPath {
+		c.r = nil
+		return
+	}
+	// With the longest shared prefix (as Save writes it), the path is above the previous one
+	// only if it extends it or its first new byte is higher.
+	var was byte
+	below := int(shared) < len(c.path)
+	if below {
+		was = c.path[shared]
+	}
+	c.path = slices.Grow(c.path[:shared], int(rest))[:shared+rest]
+	f := c.fixed[:]
+	if _, err := io.ReadFull(c.r, c.path[shared:]); err != nil {
+		c.r = nil
+		return
+	}
+	if _, err := io.ReadFull(c.r, f); err != nil {
+		c.r = nil
+		return
+	}
+	if below && c.path[shared] <= was {
+		c.r = nil
+		return
+	}
+	u := func(i int) uint64 { return binary.LittleEndian.Uint64(f[i*8:]) }
+	c.k = statKey{Size: int64(u(0)), MtimeNs: int64(u(1)), CtimeNs: int64(u(2)), Ino: u(3), Dev: u(4), Mode: uint32(u(5))}
+	copy(c.digest[:], f[48:])
+	c.read++
+	c.ok = true
+}
+
+// lookup returns the digest remembered for the file at image path p if its stat data are k.
+// Paths must come in increasing order (the walk's); one out of order is a miss.
 func (c *StatCache) lookup(p string, k statKey) ([32]byte, bool) {
-	h := maphash.String(c.seed, p)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	i, ok := c.m[h]
-	if !ok {
+	if c.hits+c.misses > 0 && p <= c.last {
 		return [32]byte{}, false
 	}
-	r := &c.recs[i]
-	if r.K != k {
+	c.last = p
+	for c.ok && string(c.path) < p {
+		c.next()
+	}
+	if !c.ok || string(c.path) != p || c.k != k {
+		c.misses++
 		return [32]byte{}, false
 	}
-	if !r.seen {
-		r.seen, r.path = true, p
-		c.seen++
-	}
-	return r.Digest, true
+	c.hits++
+	d := c.digest
+	c.next()
+	return d, true
 }
 
-func (c *StatCache) remember(p string, k statKey, d [32]byte, mtime time.Time) {
-	if time.Since(mtime) < racyWindow(mtime) {
-		return
+// Close releases the file. Save closes it too.
+func (c *StatCache) Close() {
+	if c.f != nil {
+		c.f.Close()
+		c.f, c.r, c.ok = nil, nil, false
 	}
-	h := maphash.String(c.seed, p)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.changed = true
-	if i, ok := c.m[h]; ok {
-		if !c.recs[i].seen {
-			c.seen++
-		}
-		c.recs[i] = statRecord{path: p, K: k, Digest: d, seen: true}
-		return
-	}
-	c.m[h] = int32(len(c.recs))
-	c.recs = append(c.recs, statRecord{path: p, K: k, Digest: d, seen: true})
-	c.seen++
 }
 
-// Save writes what this build saw (files gone since are dropped) atomically.
-func (c *StatCache) Save() error {
+// remembers reports whether e's digest is kept for the next build: a local file (or hard
+// link) whose digest is known and which was not modified too close to the build's start.
+func (c *StatCache) remembers(e *Entry) bool {
+	return (e.Type == TypeFile || e.Type == TypeHardlink) && e.Source != "" && e.hashed &&
+		c.opened.Sub(e.ModTime) >= racyWindow(e.ModTime)
+}
+
+// Save writes the digests of entries (the build's, once its layers are written: a file that
+// changed under it is not remembered) atomically, in path order; files gone since the last
+// build are dropped with it. The file is left alone when it would say the same.
+func (c *StatCache) Save(entries []Entry) error {
+	c.Close()
 	if c.file == "" {
 		return nil
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.changed && c.seen == len(c.m) {
+	order := pathOrder(entries)
+	n, learned, body, prev := 0, false, 0, ""
+	for _, i := range order {
+		if e := &entries[i]; c.remembers(e) {
+			shared := commonPrefix(prev, e.Path)
+			body += uvarintLen(shared) + uvarintLen(len(e.Path)-shared) + len(e.Path) - shared + statRecordFixed
+			n, prev = n+1, e.Path
+			learned = learned || !e.fromStat
+		}
+	}
+	if !learned && n == c.hits && c.hits == c.count {
 		return nil // the same files with the same digests: the file on disk says it already
 	}
+	head := append([]byte(statCacheMagic), make([]byte, 8)...)
+	head = binary.AppendUvarint(binary.AppendUvarint(head, uint64(n)), uint64(c.entries))
+	// the file's own size: a torn file is known at open
+	binary.LittleEndian.PutUint64(head[len(statCacheMagic):], uint64(len(head)+body))
 	return writeFileAtomic(c.file, c.tmpDir, func(w io.Writer) error {
-		if _, err := io.WriteString(w, statCacheMagic); err != nil {
+		if _, err := w.Write(head); err != nil {
 			return err
 		}
-		seen := 0
-		for i := range c.recs {
-			if c.recs[i].seen {
-				seen++
-			}
-		}
-		var buf [binary.MaxVarintLen64 + statRecordFixed]byte
-		if _, err := w.Write(binary.AppendUvarint(binary.AppendUvarint(buf[:0], uint64(seen)), uint64(c.entries))); err != nil {
-			return err
-		}
-		for i := range c.recs {
-			r, p := &c.recs[i], c.recs[i].path
-			if !r.seen {
+		var buf [2*binary.MaxVarintLen64 + statRecordFixed]byte
+		prev := ""
+		for _, i := range order {
+			e := &entries[i]
+			if !c.remembers(e) {
 				continue
 			}
-			n := binary.PutUvarint(buf[:], uint64(len(p)))
-			if _, err := w.Write(buf[:n]); err != nil {
+			shared := commonPrefix(prev, e.Path)
+			b := binary.AppendUvarint(binary.AppendUvarint(buf[:0], uint64(shared)), uint64(len(e.Path)-shared))
+			if _, err := w.Write(b); err != nil {
 				return err
 			}
-			if _, err := io.WriteString(w, p); err != nil {
+			if _, err := io.WriteString(w, e.Path[shared:]); err != nil {
 				return err
 			}
-			for i, v := range []uint64{uint64(r.K.Size), uint64(r.K.MtimeNs), uint64(r.K.CtimeNs), r.K.Ino, r.K.Dev, uint64(r.K.Mode)} {
+			k := e.statKey()
+			for i, v := range []uint64{uint64(k.Size), uint64(k.MtimeNs), uint64(k.CtimeNs), k.Ino, k.Dev, uint64(k.Mode)} {
 				binary.LittleEndian.PutUint64(buf[i*8:], v)
 			}
-			copy(buf[48:], r.Digest[:])
+			copy(buf[48:], e.digest[:])
 			if _, err := w.Write(buf[:statRecordFixed]); err != nil {
 				return err
 			}
+			prev = e.Path
 		}
-		_, err := w.Write([]byte{0})
-		return err
+		return nil
 	})
+}
+
+func uvarintLen(v int) int {
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(b[:], uint64(v))
+}
+
+func commonPrefix(a, b string) int {
+	n := min(len(a), len(b))
+	for i := 0; i < n; i++ {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return n
+}
+
+// pathOrder returns the indices of entries in path order. Plan leaves them in a few runs
+// already in path order (one per class), which are merged rather than sorted.
+func pathOrder(entries []Entry) []int32 {
+	var runs [][2]int // [start, end)
+	start := 0
+	for i := 1; i <= len(entries); i++ {
+		if i == len(entries) || entries[i].Path <= entries[i-1].Path {
+			runs = append(runs, [2]int{start, i})
+			start = i
+		}
+	}
+	order := make([]int32, 0, len(entries))
+	if len(runs) > 8 {
+		for i := range entries {
+			order = append(order, int32(i))
+		}
+		slices.SortFunc(order, func(a, b int32) int { return strings.Compare(entries[a].Path, entries[b].Path) })
+		return order
+	}
+	for len(order) < len(entries) {
+		best := -1
+		for r := range runs {
+			if runs[r][0] < runs[r][1] && (best < 0 || entries[runs[r][0]].Path < entries[runs[best][0]].Path) {
+				best = r
+			}
+		}
+		order = append(order, int32(runs[best][0]))
+		runs[best][0]++
+	}
+	return order
 }
 
 // HashEntries fills in the content digest of every regular file (and hard link), reading only
@@ -286,8 +343,8 @@ func hashEntries(ctx context.Context, entries []Entry, cache *StatCache, jobs in
 			continue
 		}
 		k := e.statKey()
-		if d, ok := cache.lookup(e.Source, k); ok {
-			e.digest, e.hashed = d, true
+		if d, ok := cache.lookup(e.Path, k); ok {
+			e.digest, e.hashed, e.fromStat = d, true, true
 			continue
 		}
 		if deferFiles && e.Type == TypeFile {
@@ -299,7 +356,6 @@ func hashEntries(ctx context.Context, entries []Entry, cache *StatCache, jobs in
 				return err
 			}
 			e.digest, e.hashed = d, true
-			cache.remember(e.Source, k, d, e.ModTime)
 			mu.Lock()
 			hashed++
 			mu.Unlock()
