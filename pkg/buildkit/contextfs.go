@@ -83,7 +83,7 @@ func newContextFS(p *plan, epochSec int64) *contextFS {
 				dir(np, e.Mode.Perm()|e.Mode&(fs.ModeSetgid|fs.ModeSticky))
 			case layer.TypeSymlink:
 				c.add(&ctxNode{stat: &types.Stat{Path: np, Mode: uint32(fs.ModeSymlink | 0o777), Linkname: e.Linkname,
-					ModTime: base + nanos(e.ModTime.UnixNano(), 0, 0, e.Linkname)}})
+					ModTime: base + nanos(e.ModTime().UnixNano(), 0, 0, e.Linkname)}})
 			case layer.TypeHardlink:
 				if files[e.Linkname] {
 					c.add(&ctxNode{stat: &types.Stat{Path: np, Mode: uint32(e.Mode), Linkname: g.dir + "/" + e.Linkname, ModTime: base}})
@@ -92,12 +92,12 @@ func newContextFS(p *plan, epochSec int64) *contextFS {
 				fallthrough // the first name is in another layer: a copy here
 			default:
 				files[e.Path] = true
-				n := &ctxNode{stat: &types.Stat{Path: np, Mode: uint32(e.Mode), Size: e.Size}, src: e.Source, data: e.Data}
-				if e.Source == "" {
-					sum := sha256.Sum256(e.Data)
-					n.stat.ModTime = base + nanos(0, int64(len(e.Data)), 0, string(sum[:]))
+				n := &ctxNode{stat: &types.Stat{Path: np, Mode: uint32(e.Mode), Size: e.Size}, src: e.SourcePath(), data: e.Content()}
+				if n.src == "" {
+					sum := sha256.Sum256(n.data)
+					n.stat.ModTime = base + nanos(0, int64(len(n.data)), 0, string(sum[:]))
 				} else {
-					n.stat.ModTime = base + nanos(e.ModTime.UnixNano(), e.Size, uint32(e.Mode), "")
+					n.stat.ModTime = base + nanos(e.ModTime().UnixNano(), e.Size, uint32(e.Mode), "")
 				}
 				c.add(n)
 			}

@@ -74,7 +74,7 @@ func cancelDuring(t *testing.T, f func(ctx context.Context) error) {
 }
 
 func TestHashingStopsWhenCanceled(t *testing.T) {
-	e := Entry{Path: "app/huge.bin", Type: TypeFile, Mode: 0o644, Size: 1 << 40, Source: endless(t)}
+	e := Entry{Path: "app/huge.bin", Type: TypeFile, Mode: 0o644, Size: 1 << 40, src: fileOrigin(endless(t))}
 	cancelDuring(t, func(ctx context.Context) error {
 		_, err := HashEntries(ctx, []Entry{e}, nil, 1)
 		return err
@@ -82,7 +82,7 @@ func TestHashingStopsWhenCanceled(t *testing.T) {
 }
 
 func TestTarWriterStopsWhenCanceled(t *testing.T) {
-	e := Entry{Path: "app/huge.bin", Type: TypeFile, Mode: 0o644, Size: 1 << 40, Source: endless(t)}
+	e := Entry{Path: "app/huge.bin", Type: TypeFile, Mode: 0o644, Size: 1 << 40, src: fileOrigin(endless(t))}
 	cancelDuring(t, func(ctx context.Context) error {
 		return writeTar(ctx, io.Discard, []Entry{e}, TarOptions{})
 	})

@@ -94,7 +94,7 @@ func collect(ctx context.Context, sources []Source, hint int) ([]Entry, error) {
 			if dest == "" {
 				return nil, fmt.Errorf("generated file cannot have destination /")
 			}
-			entries = append(entries, Entry{Path: dest, Type: TypeFile, Mode: mode, Size: int64(len(s.Data)), Data: s.Data, Class: s.Class})
+			entries = append(entries, Entry{Path: dest, Type: TypeFile, Mode: mode, Size: int64(len(s.Data)), src: dataOrigin(s.Data), Class: s.Class})
 			continue
 		}
 		src, err := filepath.Abs(s.Path)
@@ -115,7 +115,7 @@ func collect(ctx context.Context, sources []Source, hint int) ([]Entry, error) {
 			if dest == "" {
 				return nil, fmt.Errorf("file %s cannot have destination /", s.Path)
 			}
-			e := fileEntry(src, dest, fi)
+			e := fileEntry(fileOrigin(src), dest, fi)
 			e.Class = s.Class
 			entries = append(entries, e)
 		default:
@@ -154,6 +154,10 @@ func walkDirPortable(ctx context.Context, entries []Entry, root, dest string, ig
 		return nil, fmt.Errorf("read %s: %w", root, unwrapPathErr(err))
 	}
 	parentInfo := map[string]patternmatcher.MatchInfo{}
+	files := dirOrigin(realRoot+string(filepath.Separator), len(joinDest(dest, "x"))-1)
+	if realRoot == string(filepath.Separator) {
+		files.prefix = realRoot
+	}
 	err = filepath.WalkDir(realRoot, func(p string, d fs.DirEntry, werr error) error {
 		if werr != nil {
 			if d != nil && d.IsDir() {
@@ -205,9 +209,11 @@ func walkDirPortable(ctx context.Context, entries []Entry, root, dest string, ig
 				}
 				return nil
 			}
-			entries = append(entries, Entry{Path: target, Type: TypeDir, Mode: permOf(mode), ModTime: fi.ModTime(), Class: class})
+			e := Entry{Path: target, Type: TypeDir, Mode: permOf(mode), Class: class}
+			e.setModTime(fi.ModTime())
+			entries = append(entries, e)
 		case mode.IsRegular():
-			e := fileEntry(p, target, fi)
+			e := fileEntry(files, target, fi)
 			e.Class = class
 			entries = append(entries, e)
 		case mode&fs.ModeSymlink != 0:
@@ -218,7 +224,9 @@ func walkDirPortable(ctx context.Context, entries []Entry, root, dest string, ig
 			if err := checkSymlink(realRoot, p, rel, link); err != nil {
 				return err
 			}
-			entries = append(entries, Entry{Path: target, Type: TypeSymlink, Mode: 0o777, Linkname: link, ModTime: fi.ModTime(), Class: class})
+			e := Entry{Path: target, Type: TypeSymlink, Mode: 0o777, Linkname: link, Class: class}
+			e.setModTime(fi.ModTime())
+			entries = append(entries, e)
 		default:
 			return unsupportedType(p, mode)
 		}
@@ -257,8 +265,9 @@ func checkSymlink(root, p, rel, link string) error {
 	return nil
 }
 
-func fileEntry(p, target string, fi fs.FileInfo) Entry {
-	e := Entry{Path: target, Type: TypeFile, Mode: permOf(fi.Mode()), Size: fi.Size(), Source: p, ModTime: fi.ModTime()}
+func fileEntry(src *origin, target string, fi fs.FileInfo) Entry {
+	e := Entry{Path: target, Type: TypeFile, Mode: permOf(fi.Mode()), Size: fi.Size(), src: src}
+	e.setModTime(fi.ModTime())
 	fillStat(&e, fi)
 	return e
 }
@@ -345,8 +354,8 @@ func finish(entries []Entry) ([]Entry, error) {
 
 func describe(e *Entry) string {
 	switch {
-	case e.Source != "":
-		return e.Source
+	case e.local():
+		return e.SourcePath()
 	case e.Type == TypeFile:
 		return "generated content"
 	default:

@@ -2,6 +2,8 @@ package layer
 
 import (
 	"io/fs"
+	"math"
+	"path/filepath"
 	"time"
 )
 
@@ -30,35 +32,102 @@ func (t EntryType) String() string {
 	return "unknown"
 }
 
-// Entry is one file, directory or link as it will appear in the image.
+// Entry is one file, directory or link as it will appear in the image. A context of 100,000
+// files holds 100,000 of them for the whole build, so it is kept small: where a file's content
+// comes from is shared by every file of its source, not a path string per file.
 type Entry struct {
 	// Path is slash-separated, relative to the image root, cleaned, without a leading slash
 	// ("app/train.py").
 	Path string
-	Type EntryType
+	// Linkname is a symlink's target, verbatim.
+	Linkname string
+	// src is where a regular file's content comes from (nil for directories and symlinks).
+	src *origin
+	// Size of a regular file's content.
+	Size int64
+	// local modification time (the tar writer clamps it), change time and identity, for the
+	// stat cache and hard-link detection
+	mtimeNs, ctimeNs int64
+	dev, ino         uint64
+	// content digest of a regular file, set by HashEntries
+	digest [32]byte
+	// Mode holds the permission bits plus setuid, setgid and sticky.
+	Mode  fs.FileMode
+	nlink uint32
+	Type  EntryType
 	// Class decides the layer the entry lands in.
 	Class Class
 	// hashed: digest is set (HashEntries, or the tar writer); fromStat: by the stat cache
 	hashed, fromStat bool
-	// Mode holds the permission bits plus setuid, setgid and sticky.
-	Mode fs.FileMode
-	// Size of a regular file's content.
-	Size int64
-	// Linkname is a symlink's target, verbatim.
-	Linkname string
-	// Source is the local file holding a regular file's content ("" for generated content).
-	Source string
-	// Data is generated content for a regular file without Source.
-	Data []byte
-	// ModTime is the local modification time; the tar writer clamps it.
-	ModTime time.Time
+	// hasMtime: mtimeNs is set (generated content and the destination directory have none)
+	hasMtime bool
+}
 
-	// identity of the local file, for the stat cache and hard-link detection
-	dev, ino, nlink uint64
-	ctimeNs         int64
+// origin is where the content of regular files comes from: one per walked directory (a
+// file's path there is the image path with the destination swapped for the directory), one
+// per file named on its own, one per generated file.
+type origin struct {
+	// prefix + Path[strip:] (with the OS's separators) is the file in a walked directory.
+	prefix string
+	strip  int
+	// file is a file named on its own.
+	file string
+	// data is generated content.
+	data []byte
+}
 
-	// content digest of a regular file, set by HashEntries
-	digest [32]byte
+func dirOrigin(prefix string, strip int) *origin { return &origin{prefix: prefix, strip: strip} }
+func fileOrigin(file string) *origin             { return &origin{file: file} }
+func dataOrigin(data []byte) *origin             { return &origin{data: data} }
+
+// SourcePath is the local file holding a regular file's content ("" for generated content).
+func (e *Entry) SourcePath() string {
+	switch o := e.src; {
+	case o == nil:
+		return ""
+	case o.file != "":
+		return o.file
+	case o.prefix != "":
+		return o.prefix + filepath.FromSlash(e.Path[o.strip:])
+	}
+	return ""
+}
+
+// local reports whether the entry's content is read from a local file.
+func (e *Entry) local() bool {
+	return e.src != nil && (e.src.file != "" || e.src.prefix != "")
+}
+
+// Content is a generated file's content (nil for a local file).
+func (e *Entry) Content() []byte {
+	if e.src == nil {
+		return nil
+	}
+	return e.src.data
+}
+
+// ModTime is the local modification time (zero for generated content).
+func (e *Entry) ModTime() time.Time {
+	if !e.hasMtime {
+		return time.Time{}
+	}
+	return time.Unix(0, e.mtimeNs)
+}
+
+// setModTime keeps t in nanoseconds, saturated to what they can hold (years 1678 to 2262);
+// the tar writer clamps later times to the epoch anyway.
+func (e *Entry) setModTime(t time.Time) {
+	e.hasMtime = !t.IsZero()
+	switch {
+	case !e.hasMtime:
+		e.mtimeNs = 0
+	case t.After(time.Unix(0, math.MaxInt64)):
+		e.mtimeNs = math.MaxInt64
+	case t.Before(time.Unix(0, math.MinInt64)):
+		e.mtimeNs = math.MinInt64
+	default:
+		e.mtimeNs = t.UnixNano()
+	}
 }
 
 // statKey is what the stat cache trusts: if none of it changed, the content did not either.
@@ -74,7 +143,7 @@ type statKey struct {
 func (e *Entry) statKey() statKey {
 	return statKey{
 		Size:    e.Size,
-		MtimeNs: e.ModTime.UnixNano(),
+		MtimeNs: e.mtimeNs,
 		CtimeNs: e.ctimeNs,
 		Ino:     e.ino,
 		Dev:     e.dev,

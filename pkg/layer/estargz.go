@@ -161,7 +161,7 @@ func landmark(prioritised bool) Entry {
 		name = estargz.PrefetchLandmark
 	}
 	data := []byte{0xf}
-	return Entry{Path: name, Type: TypeFile, Mode: 0o644, Size: 1, Data: data, digest: sha256.Sum256(data), hashed: true}
+	return Entry{Path: name, Type: TypeFile, Mode: 0o644, Size: 1, src: dataOrigin(data), digest: sha256.Sum256(data), hashed: true}
 }
 
 // estargzOrder puts the prioritised files of a layer (with their parent directories) first, in

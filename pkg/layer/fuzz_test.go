@@ -38,7 +38,7 @@ func FuzzTarRoundTrip(f *testing.F) {
 			m |= fs.ModeSetuid
 		}
 		entries := []Entry{
-			{Path: name, Type: TypeFile, Mode: m, Size: int64(len(content)), Data: []byte(content), digest: sha256.Sum256([]byte(content)), hashed: true},
+			{Path: name, Type: TypeFile, Mode: m, Size: int64(len(content)), src: dataOrigin([]byte(content)), digest: sha256.Sum256([]byte(content)), hashed: true},
 			{Path: linkName, Type: TypeSymlink, Mode: 0o777, Linkname: linkTarget},
 			{Path: dir, Type: TypeDir, Mode: 0o755},
 		}
@@ -66,7 +66,7 @@ func FuzzTarRoundTrip(f *testing.F) {
 				t.Fatalf("entry %d: got %q mode %o link %q, want %q mode %o link %q", i, h.Name, h.Mode, h.Linkname, want, tarMode(es[i].Mode), es[i].Linkname)
 			}
 			b, _ := io.ReadAll(tr)
-			if es[i].Type == TypeFile && string(b) != string(es[i].Data) {
+			if es[i].Type == TypeFile && string(b) != string(es[i].Content()) {
 				t.Fatalf("content of %s differs", h.Name)
 			}
 		}
@@ -110,7 +110,7 @@ func FuzzReadStatCache(f *testing.F) {
 		c.opened = time.Now().Add(time.Hour)
 		es := make([]Entry, len(paths))
 		for i, p := range paths {
-			es[i] = Entry{Path: p, Type: TypeFile, Source: "/src/" + p, Size: int64(i), hashed: true}
+			es[i] = Entry{Path: p, Type: TypeFile, src: fileOrigin("/src/" + p), Size: int64(i), hashed: true}
 		}
 		if err := c.Save(es); err != nil {
 			f.Fatal(err)

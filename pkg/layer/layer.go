@@ -312,7 +312,7 @@ func (b *Builder) key(entries iter.Seq[*Entry]) (string, error) {
 			line = hex.AppendEncode(line, e.digest[:])
 		}
 		line = append(line, 0)
-		line = strconv.AppendInt(line, b.opts.Tar.clamp(e.ModTime).Unix(), 10)
+		line = strconv.AppendInt(line, b.opts.Tar.clamp(e.ModTime()).Unix(), 10)
 		line = append(line, '\n')
 		h.Write(line)
 	}

@@ -620,7 +620,7 @@ func TestStatCacheFile(t *testing.T) {
 		return statKey{Size: int64(i), MtimeNs: old.UnixNano(), CtimeNs: 2, Ino: uint64(100 + i), Dev: 5, Mode: 0o644}
 	}
 	entry := func(i int, p string) Entry {
-		return Entry{Path: p, Type: TypeFile, Source: "/src/" + p, Size: int64(i), ModTime: time.Unix(0, old.UnixNano()),
+		return Entry{Path: p, Type: TypeFile, src: fileOrigin("/src/" + p), Size: int64(i), mtimeNs: old.UnixNano(), hasMtime: true,
 			ctimeNs: 2, ino: uint64(100 + i), dev: 5, Mode: 0o644, digest: [32]byte{byte(i)}, hashed: true}
 	}
 	// Paths that share prefixes every way front coding must get right.
@@ -685,7 +685,8 @@ func TestStatCacheFile(t *testing.T) {
 	c.entries = 42
 	for i := range es {
 		if es[i].Path == paths[4] {
-			es[i].ModTime, es[i].fromStat = c.opened.Add(-10*time.Millisecond), false
+			es[i].setModTime(c.opened.Add(-10 * time.Millisecond))
+			es[i].fromStat = false
 		}
 	}
 	if err := c.Save(es); err != nil {

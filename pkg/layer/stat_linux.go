@@ -10,6 +10,6 @@ func fillStat(e *Entry, fi fs.FileInfo) {
 	if !ok {
 		return
 	}
-	e.dev, e.ino, e.nlink = uint64(st.Dev), st.Ino, uint64(st.Nlink)
+	e.dev, e.ino, e.nlink = uint64(st.Dev), st.Ino, uint32(st.Nlink)
 	e.ctimeNs = st.Ctim.Nano()
 }

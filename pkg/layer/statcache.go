@@ -205,8 +205,8 @@ func (c *StatCache) Close() {
 // remembers reports whether e's digest is kept for the next build: a local file (or hard
 // link) whose digest is known and which was not modified too close to the build's start.
 func (c *StatCache) remembers(e *Entry) bool {
-	return (e.Type == TypeFile || e.Type == TypeHardlink) && e.Source != "" && e.hashed &&
-		c.opened.Sub(e.ModTime) >= racyWindow(e.ModTime)
+	return (e.Type == TypeFile || e.Type == TypeHardlink) && e.local() && e.hashed &&
+		c.opened.Sub(e.ModTime()) >= racyWindow(e.ModTime())
 }
 
 // Save writes the digests of entries (the build's, once its layers are written: a file that
@@ -337,8 +337,8 @@ func hashEntries(ctx context.Context, entries []Entry, cache *StatCache, jobs in
 		if e.Type != TypeFile && e.Type != TypeHardlink {
 			continue
 		}
-		if e.Source == "" {
-			e.digest = sha256.Sum256(e.Data)
+		if !e.local() {
+			e.digest = sha256.Sum256(e.Content())
 			e.hashed = true
 			continue
 		}
@@ -371,9 +371,10 @@ func hashFile(ctx context.Context, e *Entry) ([32]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return d, err
 	}
-	f, err := os.Open(e.Source)
+	p := e.SourcePath()
+	f, err := os.Open(p)
 	if err != nil {
-		return d, fmt.Errorf("cannot read %s: %w (fix its permissions or exclude it in .dockerignore)", e.Source, unwrapPathErr(err))
+		return d, fmt.Errorf("cannot read %s: %w (fix its permissions or exclude it in .dockerignore)", p, unwrapPathErr(err))
 	}
 	defer f.Close()
 	h := sha256.New()
@@ -382,9 +383,9 @@ func hashFile(ctx context.Context, e *Entry) ([32]byte, error) {
 	// ctxReader also hides File.WriteTo, which would allocate a fresh buffer per file.
 	n, err := io.CopyBuffer(h, ctxReader{ctx, f}, *buf)
 	if err != nil {
-		return d, fmt.Errorf("read %s: %w", e.Source, unwrapPathErr(err))
+		return d, fmt.Errorf("read %s: %w", p, unwrapPathErr(err))
 	}
-	if err := checkUnchanged(f, e, n); err != nil {
+	if err := checkUnchanged(f, p, e, n); err != nil {
 		return d, err
 	}
 	copy(d[:], h.Sum(nil))
@@ -396,13 +397,13 @@ var ErrFileChanged = errors.New("file changed while it was being read")
 
 // checkUnchanged re-checks a file after reading it, so content that was being written during
 // the build is reported rather than baked in half-written.
-func checkUnchanged(f *os.File, e *Entry, n int64) error {
+func checkUnchanged(f *os.File, p string, e *Entry, n int64) error {
 	fi, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("stat %s: %w", e.Source, err)
+		return fmt.Errorf("stat %s: %w", p, err)
 	}
-	if n != e.Size || fi.Size() != e.Size || !fi.ModTime().Equal(e.ModTime) {
-		return fmt.Errorf("%s: %w (size %d → %d): rerun the build once it is stable", e.Source, ErrFileChanged, e.Size, fi.Size())
+	if n != e.Size || fi.Size() != e.Size || !fi.ModTime().Equal(e.ModTime()) {
+		return fmt.Errorf("%s: %w (size %d → %d): rerun the build once it is stable", p, ErrFileChanged, e.Size, fi.Size())
 	}
 	return nil
 }

@@ -42,7 +42,7 @@ func (o TarOptions) header(e *Entry) *tar.Header {
 		Mode:    tarMode(e.Mode),
 		Uid:     o.UID,
 		Gid:     o.GID,
-		ModTime: o.clamp(e.ModTime),
+		ModTime: o.clamp(e.ModTime()),
 	}
 	switch e.Type {
 	case TypeDir:
@@ -116,14 +116,15 @@ func writeContent(ctx context.Context, tw *tar.Writer, e *Entry, buf []byte, che
 		h = sha256.New()
 		dst = io.MultiWriter(tw, h)
 	}
-	if e.Source == "" {
-		if _, err := io.CopyBuffer(dst, bytes.NewReader(e.Data), buf); err != nil {
+	if !e.local() {
+		if _, err := io.CopyBuffer(dst, bytes.NewReader(e.Content()), buf); err != nil {
 			return fmt.Errorf("write /%s: %w", e.Path, err)
 		}
 	} else {
-		f, err := os.Open(e.Source)
+		p := e.SourcePath()
+		f, err := os.Open(p)
 		if err != nil {
-			return fmt.Errorf("cannot read %s: %w (fix its permissions or exclude it in .dockerignore)", e.Source, unwrapPathErr(err))
+			return fmt.Errorf("cannot read %s: %w (fix its permissions or exclude it in .dockerignore)", p, unwrapPathErr(err))
 		}
 		defer f.Close()
 		// Never more than the header promised: a file that grew is caught below.
@@ -131,12 +132,12 @@ func writeContent(ctx context.Context, tw *tar.Writer, e *Entry, buf []byte, che
 		n, err := io.CopyBuffer(dst, src, buf)
 		if err != nil {
 			if src.err != nil {
-				return fmt.Errorf("read %s: %w", e.Source, unwrapPathErr(err))
+				return fmt.Errorf("read %s: %w", p, unwrapPathErr(err))
 			}
 			// the layer's side failed (a full cache disk): not the file's fault
 			return fmt.Errorf("write /%s: %w", e.Path, err)
 		}
-		if err := checkUnchanged(f, e, n); err != nil {
+		if err := checkUnchanged(f, p, e, n); err != nil {
 			return err
 		}
 	}
@@ -155,7 +156,7 @@ func (e *Entry) checkDigest(got [32]byte) error {
 		// hashed here for the first time (a build with nothing to reuse): the key follows
 		e.digest, e.hashed = got, true
 	} else if got != e.digest {
-		return fmt.Errorf("%s: %w (content differs from when it was hashed): rerun the build once it is stable", e.Source, ErrFileChanged)
+		return fmt.Errorf("%s: %w (content differs from when it was hashed): rerun the build once it is stable", e.SourcePath(), ErrFileChanged)
 	}
 	return nil
 }

@@ -26,7 +26,7 @@ func tarTree(t *testing.T, n int) ([]Entry, string) {
 		t.Fatal(err)
 	}
 	entries := collectHashed(t, root)
-	entries = append(entries, Entry{Path: "zz/generated.txt", Type: TypeFile, Mode: 0o644, Size: 5, Data: []byte("hello")})
+	entries = append(entries, Entry{Path: "zz/generated.txt", Type: TypeFile, Mode: 0o644, Size: 5, src: dataOrigin([]byte("hello"))})
 	return entries, root
 }
 
@@ -51,8 +51,8 @@ func TestTarHoldsTheFiles(t *testing.T) {
 			continue
 		}
 		got, _ := io.ReadAll(tr)
-		want := e.Data
-		if e.Source != "" {
+		want := e.Content()
+		if e.local() {
 			want, _ = os.ReadFile(filepath.Join(root, strings.TrimPrefix(e.Path, "app/")))
 		}
 		if !bytes.Equal(got, want) {

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 	"unicode/utf8"
 	"unsafe"
 
@@ -49,6 +48,7 @@ func walkDir(ctx context.Context, entries []Entry, root, dest string, ign *patte
 	if dest != "" {
 		w.destPrefix = dest + "/"
 	}
+	w.files = dirOrigin(w.prefix, len(w.destPrefix))
 	w.cond.L = &w.mu
 	w.queue = []dirJob{{}}
 	w.pending = 1
@@ -157,9 +157,10 @@ type dirJob struct {
 // report.
 type walker struct {
 	ctx        context.Context
-	root       string // the resolved root, as messages and checkSymlink name it
-	prefix     string // root with a trailing slash: a full path is prefix + rel
-	destPrefix string // dest with a trailing slash, or "" for /: an image path is destPrefix + rel
+	root       string  // the resolved root, as messages and checkSymlink name it
+	prefix     string  // root with a trailing slash: a full path is prefix + rel
+	destPrefix string  // dest with a trailing slash, or "" for /: an image path is destPrefix + rel
+	files      *origin // where the regular files found come from
 	rootFd     int
 	class      Class
 	exclusions bool // "!" patterns: an excluded directory may hold included files
@@ -342,12 +343,12 @@ func (ww *walkWorker) readDir(j dirJob) {
 // still worth reading.
 func (ww *walkWorker) entry(j dirJob, fd int, dirPath, relSlash string, nameBytes []byte, typ uint8) bool {
 	w := ww.w
-	// One allocation holds the full path and the image path; the path relative to the root and
-	// the name are the full path's tail.
-	both := w.prefix + relSlash + string(nameBytes) + w.destPrefix + relSlash + string(nameBytes)
-	split := len(w.prefix) + len(relSlash) + len(nameBytes)
-	p, target := both[:split], both[split:]
-	rel, name := p[len(w.prefix):], p[split-len(nameBytes):]
+	// One allocation per entry: the image path. The path relative to the root and the name are
+	// its tail; the local path is made only for messages and symlinks.
+	target := w.destPrefix + relSlash + string(nameBytes)
+	rel := target[len(w.destPrefix):]
+	name := rel[len(relSlash):]
+	local := func() string { return w.prefix + rel }
 
 	isDir := typ == unix.DT_DIR
 	statted := false
@@ -366,7 +367,7 @@ func (ww *walkWorker) entry(j dirJob, fd int, dirPath, relSlash string, nameByte
 	}
 	// The parent's name was checked already: checking the new part is checking the whole.
 	if !validName(name) {
-		w.fail(rel, fmt.Errorf("file name %q is not valid UTF-8 or contains a line break: rename it or exclude it in .dockerignore", p))
+		w.fail(rel, fmt.Errorf("file name %q is not valid UTF-8 or contains a line break: rename it or exclude it in .dockerignore", local()))
 		return true
 	}
 	var info patternmatcher.MatchInfo
@@ -387,22 +388,23 @@ func (ww *walkWorker) entry(j dirJob, fd int, dirPath, relSlash string, nameByte
 	}
 	if !statted {
 		if err := ww.lstat(fd, name); err != nil {
-			w.fail(rel, fmt.Errorf("cannot read %s: %w", p, err))
+			w.fail(rel, fmt.Errorf("cannot read %s: %w", local(), err))
 			return true
 		}
 	}
 	st := &ww.st
 	mode := fileModeOf(st.Mode)
-	mtime := time.Unix(st.Mtim.Unix())
+	mtime := st.Mtim.Nano()
 	switch {
 	case mode.IsDir():
-		ww.add(Entry{Path: target, Type: TypeDir, Mode: permOf(mode), ModTime: mtime, Class: w.class})
+		ww.add(Entry{Path: target, Type: TypeDir, Mode: permOf(mode), mtimeNs: mtime, hasMtime: true, Class: w.class})
 	case mode.IsRegular():
 		ww.add(Entry{
-			Path: target, Type: TypeFile, Mode: permOf(mode), Size: st.Size, Source: p, ModTime: mtime, Class: w.class,
-			dev: uint64(st.Dev), ino: uint64(st.Ino), nlink: uint64(st.Nlink), ctimeNs: st.Ctim.Nano(),
+			Path: target, Type: TypeFile, Mode: permOf(mode), Size: st.Size, src: w.files, mtimeNs: mtime, hasMtime: true, Class: w.class,
+			dev: uint64(st.Dev), ino: uint64(st.Ino), nlink: uint32(st.Nlink), ctimeNs: st.Ctim.Nano(),
 		})
 	case mode&fs.ModeSymlink != 0:
+		p := local()
 		link, err := os.Readlink(p)
 		if err != nil {
 			w.fail(rel, fmt.Errorf("cannot read symlink %s: %w", p, unwrapPathErr(err)))
@@ -412,9 +414,9 @@ func (ww *walkWorker) entry(j dirJob, fd int, dirPath, relSlash string, nameByte
 			w.fail(rel, err)
 			return true
 		}
-		ww.add(Entry{Path: target, Type: TypeSymlink, Mode: 0o777, Linkname: link, ModTime: mtime, Class: w.class})
+		ww.add(Entry{Path: target, Type: TypeSymlink, Mode: 0o777, Linkname: link, mtimeNs: mtime, hasMtime: true, Class: w.class})
 	default:
-		w.fail(rel, unsupportedType(p, mode))
+		w.fail(rel, unsupportedType(local(), mode))
 		return true
 	}
 	// Descend by the directory entry's type, as filepath.WalkDir does.
