@@ -2,7 +2,19 @@
 
 package layer
 
-import "io/fs"
+import (
+	"io/fs"
+	"os"
+)
 
 // Elsewhere the stat cache trusts size, mtime and mode only, and hard links are stored as copies.
 func fillStat(e *Entry, fi fs.FileInfo) {}
+
+// statSince returns f's size and whether its size and mtime are still those the walk saw.
+func statSince(f *os.File, e *Entry) (int64, bool, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, false, err
+	}
+	return fi.Size(), fi.Size() == e.Size && fi.ModTime().Equal(e.ModTime()), nil
+}

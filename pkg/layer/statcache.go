@@ -398,12 +398,14 @@ var ErrFileChanged = errors.New("file changed while it was being read")
 // checkUnchanged re-checks a file after reading it, so content that was being written during
 // the build is reported rather than baked in half-written.
 func checkUnchanged(f *os.File, p string, e *Entry, n int64) error {
-	fi, err := f.Stat()
-	if err != nil {
+	size, same, err := statSince(f, e)
+	switch {
+	case err != nil:
 		return fmt.Errorf("stat %s: %w", p, err)
-	}
-	if n != e.Size || fi.Size() != e.Size || !fi.ModTime().Equal(e.ModTime()) {
-		return fmt.Errorf("%s: %w (size %d → %d): rerun the build once it is stable", p, ErrFileChanged, e.Size, fi.Size())
+	case n != e.Size || size != e.Size:
+		return fmt.Errorf("%s: %w (size %d → %d): rerun the build once it is stable", p, ErrFileChanged, e.Size, size)
+	case !same:
+		return fmt.Errorf("%s: %w (written to since the build started): rerun the build once it is stable", p, ErrFileChanged)
 	}
 	return nil
 }

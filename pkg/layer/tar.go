@@ -78,8 +78,9 @@ func tarMode(m fs.FileMode) int64 {
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // writeTar writes entries (already complete: parents included, sorted) as a tar stream. Every
-// file's content is checked against the digest its layer key was computed from, so a file that
-// changed after hashing can never be cached under the old key.
+// file is checked against what its layer key was computed from (its stat data, and its content
+// when its digest was taken in this build), so a file that changed after hashing can never be
+// cached under the old key.
 func writeTar(ctx context.Context, w io.Writer, entries []Entry, o TarOptions) error {
 	return writeTarHashing(ctx, w, entries, o, true)
 }
@@ -112,6 +113,11 @@ func writeTarHashing(ctx context.Context, w io.Writer, entries []Entry, o TarOpt
 func writeContent(ctx context.Context, tw *tar.Writer, e *Entry, buf []byte, check bool) error {
 	var h hash.Hash
 	var dst io.Writer = tw
+	// A digest from the stat cache is trusted as the stat cache is: by stat data, which the
+	// read below is checked against (a write moves the ctime). Reading the file again through
+	// sha256 only guards a digest taken in this build, where a write could land within one
+	// timestamp tick of the walk.
+	check = check && !e.fromStat
 	if check {
 		h = sha256.New()
 		dst = io.MultiWriter(tw, h)

@@ -65,14 +65,32 @@ func TestTarHoldsTheFiles(t *testing.T) {
 }
 
 // Changed content, a changed size and a file gone are errors, and with several the first in
-// the tar's order is the one reported.
+// the tar's order is the one reported. Content rewritten under its old size and mtime is caught
+// by its ctime, whether its digest came from the stat cache (then its content is not hashed
+// again) or from this build; where no ctime is known, by its content.
 func TestTarFilesChecked(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		change func(root string)
-		want   string
+		// entries is how the entries are marked before the tar is written
+		entries func(es []Entry)
+		want    string
 	}{
 		{name: "same size and mtime, other bytes", change: func(root string) { rewriteSameStat(t, filepath.Join(root, "src/m200.py")) },
+			want: "src/m200.py: file changed while it was being read (written to since"},
+		{name: "same size and mtime, other bytes, digest from the stat cache", change: func(root string) { rewriteSameStat(t, filepath.Join(root, "src/m200.py")) },
+			entries: func(es []Entry) {
+				for i := range es {
+					es[i].fromStat = es[i].hashed && es[i].local()
+				}
+			},
+			want: "src/m200.py: file changed while it was being read (written to since"},
+		{name: "same size and mtime, other bytes, no ctime known", change: func(root string) { rewriteSameStat(t, filepath.Join(root, "src/m200.py")) },
+			entries: func(es []Entry) {
+				for i := range es {
+					es[i].ctimeNs = 0
+				}
+			},
 			want: "src/m200.py: file changed while it was being read (content differs"},
 		{name: "grown", change: func(root string) { appendTo(t, filepath.Join(root, "src/m150.py")) },
 			want: "src/m150.py: file changed while it was being read (size"},
@@ -86,6 +104,12 @@ func TestTarFilesChecked(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			entries, root := tarTree(t, 300)
+			if tc.entries != nil {
+				tc.entries(entries)
+			}
+			if err := writeTar(context.Background(), io.Discard, entries, TarOptions{}); err != nil {
+				t.Fatalf("before the change: %v", err)
+			}
 			tc.change(root)
 			err := writeTar(context.Background(), io.Discard, entries, TarOptions{})
 			if want := strings.ReplaceAll(tc.want, "ROOT", root); err == nil || !strings.Contains(err.Error(), want) {
