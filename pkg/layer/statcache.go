@@ -372,7 +372,7 @@ func hashFile(ctx context.Context, e *Entry) ([32]byte, error) {
 		return d, err
 	}
 	p := e.SourcePath()
-	f, err := os.Open(p)
+	f, err := openSource(p)
 	if err != nil {
 		return d, fmt.Errorf("cannot read %s: %w (fix its permissions or exclude it in .dockerignore)", p, unwrapPathErr(err))
 	}
@@ -397,8 +397,8 @@ var ErrFileChanged = errors.New("file changed while it was being read")
 
 // checkUnchanged re-checks a file after reading it, so content that was being written during
 // the build is reported rather than baked in half-written.
-func checkUnchanged(f *os.File, p string, e *Entry, n int64) error {
-	size, same, err := statSince(f, e)
+func checkUnchanged(f *sourceFile, p string, e *Entry, n int64) error {
+	size, same, err := f.statSince(e)
 	switch {
 	case err != nil:
 		return fmt.Errorf("stat %s: %w", p, err)

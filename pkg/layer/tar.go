@@ -9,7 +9,6 @@ import (
 	"hash"
 	"io"
 	"io/fs"
-	"os"
 	"sync"
 	"time"
 )
@@ -128,7 +127,7 @@ func writeContent(ctx context.Context, tw *tar.Writer, e *Entry, buf []byte, che
 		}
 	} else {
 		p := e.SourcePath()
-		f, err := os.Open(p)
+		f, err := openSource(p)
 		if err != nil {
 			return fmt.Errorf("cannot read %s: %w (fix its permissions or exclude it in .dockerignore)", p, unwrapPathErr(err))
 		}
