@@ -2,8 +2,8 @@ package layer
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"context"
+	"crypto/sha256"
 	"io"
 	"os"
 	"path/filepath"
