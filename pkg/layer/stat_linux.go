@@ -1,6 +1,7 @@
 package layer
 
 import (
+	"fmt"
 	"io"
 	"io/fs"
 	"syscall"
@@ -22,9 +23,17 @@ func fillStat(e *Entry, fi fs.FileInfo) {
 // open itself, and a rebuilt layer opens hundreds of small files.
 type sourceFile struct{ fd int }
 
-func openSource(p string) (*sourceFile, error) {
+// openSource opens a regular file the walk found. O_NONBLOCK: a file swapped for a named pipe
+// since is an error, not a build hanging on it. Without follow (a file found in a walked
+// folder, never a link there), O_NOFOLLOW: a file swapped for a symlink is not read wherever
+// the link points.
+func openSource(p string, follow bool) (*sourceFile, error) {
+	flags := unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NONBLOCK
+	if !follow {
+		flags |= unix.O_NOFOLLOW
+	}
 	for {
-		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		fd, err := unix.Open(p, flags, 0)
 		if err == unix.EINTR {
 			continue
 		}
@@ -33,6 +42,14 @@ func openSource(p string) (*sourceFile, error) {
 		}
 		return &sourceFile{fd: fd}, nil
 	}
+}
+
+// openError explains why a file the walk found could not be opened.
+func openError(p string, err error) error {
+	if err == unix.ELOOP {
+		return fmt.Errorf("%s: %w (it became a symlink): rerun the build once it is stable", p, ErrFileChanged)
+	}
+	return fmt.Errorf("cannot read %s: %w (fix its permissions or exclude it in .dockerignore)", p, err)
 }
 
 func (f *sourceFile) Read(b []byte) (int, error) {

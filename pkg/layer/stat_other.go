@@ -3,6 +3,7 @@
 package layer
 
 import (
+	"fmt"
 	"io/fs"
 	"os"
 )
@@ -13,12 +14,17 @@ func fillStat(e *Entry, fi fs.FileInfo) {}
 // sourceFile is a context file open for reading.
 type sourceFile struct{ *os.File }
 
-func openSource(p string) (*sourceFile, error) {
+func openSource(p string, follow bool) (*sourceFile, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, unwrapPathErr(err)
 	}
 	return &sourceFile{f}, nil
+}
+
+// openError explains why a file the walk found could not be opened.
+func openError(p string, err error) error {
+	return fmt.Errorf("cannot read %s: %w (fix its permissions or exclude it in .dockerignore)", p, err)
 }
 
 // statSince returns the file's size and whether its size and mtime are still those the walk saw.

@@ -372,9 +372,9 @@ func hashFile(ctx context.Context, e *Entry) ([32]byte, error) {
 		return d, err
 	}
 	p := e.SourcePath()
-	f, err := openSource(p)
+	f, err := openSource(p, e.src.file != "")
 	if err != nil {
-		return d, fmt.Errorf("cannot read %s: %w (fix its permissions or exclude it in .dockerignore)", p, unwrapPathErr(err))
+		return d, openError(p, err)
 	}
 	defer f.Close()
 	h := sha256.New()

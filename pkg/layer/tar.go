@@ -127,9 +127,9 @@ func writeContent(ctx context.Context, tw *tar.Writer, e *Entry, buf []byte, che
 		}
 	} else {
 		p := e.SourcePath()
-		f, err := openSource(p)
+		f, err := openSource(p, e.src.file != "")
 		if err != nil {
-			return fmt.Errorf("cannot read %s: %w (fix its permissions or exclude it in .dockerignore)", p, unwrapPathErr(err))
+			return openError(p, err)
 		}
 		defer f.Close()
 		// Never more than the header promised: a file that grew is caught below.

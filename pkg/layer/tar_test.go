@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -96,6 +97,20 @@ func TestTarFilesChecked(t *testing.T) {
 			want: "src/m150.py: file changed while it was being read (size"},
 		{name: "gone", change: func(root string) { os.Remove(filepath.Join(root, "src/m250.py")) },
 			want: "cannot read " + "ROOT/src/m250.py"},
+		{name: "swapped for a named pipe", change: func(root string) {
+			p := filepath.Join(root, "src/m250.py")
+			os.Remove(p)
+			if err := syscall.Mkfifo(p, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, want: "ROOT/src/m250.py: file changed while it was being read (size"},
+		{name: "swapped for a symlink", change: func(root string) {
+			p := filepath.Join(root, "src/m250.py")
+			os.Remove(p)
+			if err := os.Symlink("/etc/hostname", p); err != nil {
+				t.Fatal(err)
+			}
+		}, want: "ROOT/src/m250.py: file changed while it was being read (it became a symlink)"},
 		{name: "the first of several", change: func(root string) {
 			os.Remove(filepath.Join(root, "src/m260.py"))
 			rewriteSameStat(t, filepath.Join(root, "src/m120.py"))
