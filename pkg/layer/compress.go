@@ -64,7 +64,12 @@ func (c Compression) validLevel(level int) error {
 // size only, never on how many blocks are in flight, so digests are the same on every machine
 // (TestDeterministicAcrossCachesAndCores). zstd's concurrent mode needs at least 2 workers: with
 // one it switches to another algorithm and another output.
-const gzipBlockSize = 1 << 20
+//
+// pgzip holds about three block-sized buffers per block in flight (input, output, and the
+// previous block's 32 KiB tail in a buffer of full size): 256 KiB blocks took a cold medium
+// build from 73 to 52 MB peak RSS against 1 MiB, for the same time and 0.02 % more bytes
+// (each block starts from the previous one's tail as its dictionary).
+const gzipBlockSize = 256 << 10
 
 func workers() int { return max(2, runtime.GOMAXPROCS(0)) }
 

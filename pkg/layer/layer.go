@@ -69,7 +69,9 @@ const AnnotationKey = "dev.fairing.layer.key"
 
 // formatVersion changes whenever the bytes the writer produces for the same input change, so
 // old cache entries are never mistaken for new ones.
-const formatVersion = "fairing-layer/1"
+//
+// 2: gzip blocks of 256 KiB (1 MiB before).
+const formatVersion = "fairing-layer/2"
 
 // Builder turns planned groups into layers, reusing cached layers whose key (content listing
 // plus options) it has built before.
