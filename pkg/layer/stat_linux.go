@@ -46,8 +46,11 @@ func openSource(p string, follow bool) (*sourceFile, error) {
 
 // openError explains why a file the walk found could not be opened.
 func openError(p string, err error) error {
-	if err == unix.ELOOP {
+	switch err {
+	case unix.ELOOP:
 		return fmt.Errorf("%s: %w (it became a symlink): rerun the build once it is stable", p, ErrFileChanged)
+	case unix.ENOENT:
+		return fmt.Errorf("%s: %w (it was deleted): rerun the build once it is stable", p, ErrFileChanged)
 	}
 	return fmt.Errorf("cannot read %s: %w (fix its permissions or exclude it in .dockerignore)", p, err)
 }

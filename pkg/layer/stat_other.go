@@ -3,6 +3,7 @@
 package layer
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -24,6 +25,9 @@ func openSource(p string, follow bool) (*sourceFile, error) {
 
 // openError explains why a file the walk found could not be opened.
 func openError(p string, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s: %w (it was deleted): rerun the build once it is stable", p, ErrFileChanged)
+	}
 	return fmt.Errorf("cannot read %s: %w (fix its permissions or exclude it in .dockerignore)", p, err)
 }
 

@@ -96,7 +96,7 @@ func TestTarFilesChecked(t *testing.T) {
 		{name: "grown", change: func(root string) { appendTo(t, filepath.Join(root, "src/m150.py")) },
 			want: "src/m150.py: file changed while it was being read (size"},
 		{name: "gone", change: func(root string) { os.Remove(filepath.Join(root, "src/m250.py")) },
-			want: "cannot read " + "ROOT/src/m250.py"},
+			want: "ROOT/src/m250.py: file changed while it was being read (it was deleted)"},
 		{name: "swapped for a named pipe", change: func(root string) {
 			p := filepath.Join(root, "src/m250.py")
 			os.Remove(p)
