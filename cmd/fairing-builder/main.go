@@ -9,19 +9,25 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/fairing-dev/fairing/pkg/memlimit"
+)
+
+// The soft memory limit: the live heap plus memHeadroom, never below memFloor.
+const (
+	memFloor    = 64 << 20
+	memHeadroom = 24 << 20
 )
 
 func main() {
-	if os.Getenv("GOMEMLIMIT") == "" {
-		// Compression makes garbage fast; without a limit the heap doubles before the GC runs.
-		// A soft limit keeps the builder small on any context size (GOMEMLIMIT overrides it).
-		debug.SetMemoryLimit(100 << 20)
-	}
+	// Compression makes garbage fast; left alone, the heap doubles what the build holds before
+	// the collector runs. The soft limit follows the live heap with a fixed headroom instead
+	// (GOMEMLIMIT overrides it).
+	defer memlimit.Follow(os.Getenv, memFloor, memHeadroom)()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	app := &cli.App{
