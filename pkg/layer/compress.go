@@ -62,8 +62,9 @@ func (c Compression) validLevel(level int) error {
 
 // Parallel compressors cut their input into fixed-size blocks; the output depends on the block
 // size only, never on how many blocks are in flight, so digests are the same on every machine
-// (TestDeterministicAcrossCachesAndCores). zstd's concurrent mode needs at least 2 workers: with
-// one it switches to another algorithm and another output.
+// (TestDeterministicAcrossCachesAndCores). zstd compresses a stream block after block, one
+// ahead in the background with 2 workers or more (with one it switches to another algorithm
+// and another output); its output is the same for any number above one.
 //
 // pgzip holds about three block-sized buffers per block in flight (input, output, and the
 // previous block's 32 KiB tail in a buffer of full size): 256 KiB blocks took a cold medium
@@ -86,10 +87,13 @@ func (c Compression) compressor(w io.Writer, level int) (io.WriteCloser, error) 
 		}
 		return zw, nil
 	case Zstd:
-		// A 1 MiB window (default 8 MiB) keeps each of the parallel jobs' buffers small: 210 →
-		// 140 MB peak on a 200 MB context, for 0.4 % larger layers.
+		// A 1 MiB window (default 8 MiB) keeps the encoder's history small. No job-based
+		// parallel compression of one stream (WithConcurrentBlocks): layers are already written
+		// side by side on every core, and its 4 MiB jobs in flight per layer took a cold build
+		// of the medium workload to 129 MB peak RSS and of the large one to 177 MB. Without it:
+		// 52 and 80 MB, 7 % and 15 % faster on two cores, 0.1 % smaller layers.
 		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.EncoderLevel(level)),
-			zstd.WithEncoderConcurrency(workers()), zstd.WithConcurrentBlocks(true), zstd.WithWindowSize(1<<20))
+			zstd.WithEncoderConcurrency(workers()), zstd.WithWindowSize(1<<20))
 	case Uncompressed:
 		return nopWriteCloser{w}, nil
 	}

@@ -70,8 +70,8 @@ const AnnotationKey = "dev.fairing.layer.key"
 // formatVersion changes whenever the bytes the writer produces for the same input change, so
 // old cache entries are never mistaken for new ones.
 //
-// 2: gzip blocks of 256 KiB (1 MiB before).
-const formatVersion = "fairing-layer/2"
+// 2: gzip blocks of 256 KiB (1 MiB before). 3: zstd without job-based parallel compression.
+const formatVersion = "fairing-layer/3"
 
 // Builder turns planned groups into layers, reusing cached layers whose key (content listing
 // plus options) it has built before.
