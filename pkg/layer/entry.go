@@ -76,6 +76,10 @@ type origin struct {
 	data []byte
 }
 
+// followsLinks reports whether the file is opened through a symlink: only a file named on its
+// own (naming a link means its content); one found in a walked folder was a regular file.
+func (o *origin) followsLinks() bool { return o.file != "" }
+
 func dirOrigin(prefix string, strip int) *origin { return &origin{prefix: prefix, strip: strip} }
 func fileOrigin(file string) *origin             { return &origin{file: file} }
 func dataOrigin(data []byte) *origin             { return &origin{data: data} }

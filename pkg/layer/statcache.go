@@ -48,8 +48,8 @@ type StatCache struct {
 	fixed  [statRecordFixed]byte // read buffer
 	// last is the path of the previous lookup: lookups must come in path order.
 	last string
-	// hits and misses count the lookups.
-	hits, misses int
+	// hits counts the lookups that matched a record.
+	hits int
 	// entries is how many entries the walk found, saved as the next walk's size hint.
 	entries int
 }
@@ -177,7 +177,7 @@ func (c *StatCache) next() {
 // lookup returns the digest remembered for the file at image path p if its stat data are k.
 // Paths must come in increasing order (the walk's); one out of order is a miss.
 func (c *StatCache) lookup(p string, k statKey) ([32]byte, bool) {
-	if c.hits+c.misses > 0 && p <= c.last {
+	if c.last != "" && p <= c.last { // paths are never empty
 		return [32]byte{}, false
 	}
 	c.last = p
@@ -185,7 +185,6 @@ func (c *StatCache) lookup(p string, k statKey) ([32]byte, bool) {
 		c.next()
 	}
 	if !c.ok || string(c.path) != p || c.k != k {
-		c.misses++
 		return [32]byte{}, false
 	}
 	c.hits++
@@ -217,18 +216,25 @@ func (c *StatCache) Save(entries []Entry) error {
 	if c.file == "" {
 		return nil
 	}
-	order := pathOrder(entries)
-	n, learned, body, prev := 0, false, 0, ""
-	for _, i := range order {
+	// Whether anything changed needs no order: an unchanged build (the common one) stops here.
+	n, learned := 0, false
+	for i := range entries {
 		if e := &entries[i]; c.remembers(e) {
-			shared := commonPrefix(prev, e.Path)
-			body += uvarintLen(shared) + uvarintLen(len(e.Path)-shared) + len(e.Path) - shared + statRecordFixed
-			n, prev = n+1, e.Path
+			n++
 			learned = learned || !e.fromStat
 		}
 	}
 	if !learned && n == c.hits && c.hits == c.count {
 		return nil // the same files with the same digests: the file on disk says it already
+	}
+	order := pathOrder(entries)
+	body, prev := 0, ""
+	for _, i := range order {
+		if e := &entries[i]; c.remembers(e) {
+			shared := commonPrefix(prev, e.Path)
+			body += uvarintLen(shared) + uvarintLen(len(e.Path)-shared) + len(e.Path) - shared + statRecordFixed
+			prev = e.Path
+		}
 	}
 	head := append([]byte(statCacheMagic), make([]byte, 8)...)
 	head = binary.AppendUvarint(binary.AppendUvarint(head, uint64(n)), uint64(c.entries))
@@ -372,7 +378,7 @@ func hashFile(ctx context.Context, e *Entry) ([32]byte, error) {
 		return d, err
 	}
 	p := e.SourcePath()
-	f, err := openSource(p, e.src.file != "")
+	f, err := openSource(p, e.src.followsLinks())
 	if err != nil {
 		return d, openError(p, err)
 	}

@@ -127,7 +127,7 @@ func writeContent(ctx context.Context, tw *tar.Writer, e *Entry, buf []byte, che
 		}
 	} else {
 		p := e.SourcePath()
-		f, err := openSource(p, e.src.file != "")
+		f, err := openSource(p, e.src.followsLinks())
 		if err != nil {
 			return openError(p, err)
 		}
