@@ -156,11 +156,13 @@ func (p *Publisher) Upload(l v1.Layer) {
 	for _, repo := range p.repos {
 		p.uploads.Go(func() error {
 			if err := p.pusher.Upload(p.ctx, repo, l); err != nil {
+				// A layer of ours is named by what it holds; whether its digest is known by
+				// now depends on how far the stream got, so the name does not.
 				what := "layer"
-				if d, derr := l.Digest(); derr == nil {
+				if n, ok := l.(interface{ Name() string }); ok {
+					what = fmt.Sprintf("layer %q", n.Name())
+				} else if d, derr := l.Digest(); derr == nil {
 					what = "blob " + d.String()
-				} else if n, ok := l.(interface{ Name() string }); ok {
-					what = fmt.Sprintf("layer %q", n.Name()) // still streaming: no digest yet
 				}
 				return fmt.Errorf("%s: %w", what, registryclient.Explain(err))
 			}

@@ -351,3 +351,65 @@ func mustDigest(t *testing.T, l v1.Layer) string {
 	}
 	return d.String()
 }
+
+// named is a layer of ours: it says what it holds.
+type named struct {
+	v1.Layer
+	name string
+}
+
+func (n named) Name() string { return n.name }
+
+// An upload that fails names the layer by what it holds, whether or not its digest is known by
+// then (a streamed layer's is once the stream ended), and a base layer by its digest.
+func TestUploadErrorNamesTheLayer(t *testing.T) {
+	base, err := random.Layer(512, "application/vnd.oci.image.layer.v1.tar+gzip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours, err := random.Layer(512, "application/vnd.oci.image.layer.v1.tar+gzip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Only these two blobs are refused (at the upload's final PUT), so the image config's
+	// upload does not fail first.
+	refused := map[string]bool{mustDigest(t, base): true, mustDigest(t, ours): true}
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && refused[r.URL.Query().Get("digest")] {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusForbidden)
+			fmt.Fprint(w, `{"errors":[{"code":"DENIED","message":"no uploads here"}]}`)
+			return
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	defer s.Close()
+	host := strings.TrimPrefix(s.URL, "http://")
+	for _, tc := range []struct {
+		name string
+		l    v1.Layer
+		want string
+	}{
+		{"ours, digest known", named{ours, "code: /app/src"}, `layer "code: /app/src": `},
+		{"base layer", base, "blob " + mustDigest(t, base) + ": "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc := registryclient.Config{Jobs: 2}
+			dest, err := ParseDestination(host+"/team/app:1", rc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := NewPublisher(context.Background(), []Destination{dest}, Options{Registry: rc})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.Upload(tc.l)
+			img, _ := mutate.AppendLayers(empty.Image, tc.l)
+			_, err = p.Publish(context.Background(), &build.Result{Image: img})
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "DENIED") {
+				t.Fatalf("err = %v, want one starting %q and naming DENIED", err, tc.want)
+			}
+		})
+	}
+}

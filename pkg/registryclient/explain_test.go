@@ -50,6 +50,11 @@ func TestExplain(t *testing.T) {
 			}
 		})
 	}
+	// An upload location's query (session state, a signed URL) is left out of the message.
+	state := &url.Error{Op: "Patch", URL: "http://r.example/v2/a/blobs/uploads/u1?_state=c2VjcmV0&X-Amz-Signature=abc", Err: syscall.ECONNRESET}
+	if got := Explain(fmt.Errorf("push: %w", state)).Error(); strings.Contains(got, "_state") || strings.Contains(got, "Signature") || !strings.Contains(got, `"http://r.example/v2/a/blobs/uploads/u1?…"`) {
+		t.Errorf("Explain kept the upload location's query: %s", got)
+	}
 	if Explain(nil) != nil {
 		t.Error("Explain(nil) != nil")
 	}

@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"syscall"
@@ -173,6 +174,15 @@ func Explain(err error) error {
 	if err == nil {
 		return nil
 	}
+	// An upload's location carries the registry's session state or a signed URL in its query:
+	// hundreds of characters of noise in a message, and sometimes a credential.
+	// (The messages of the errors wrapping it were formatted already: the text is rewritten.)
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		if i := strings.IndexByte(urlErr.URL, '?'); i >= 0 {
+			err = reworded{strings.ReplaceAll(err.Error(), urlErr.URL, urlErr.URL[:i]+"?…"), err}
+		}
+	}
 	var te *transport.Error
 	if errors.As(err, &te) {
 		switch te.StatusCode {
@@ -207,3 +217,12 @@ func Explain(err error) error {
 	}
 	return err
 }
+
+// reworded is err with another message.
+type reworded struct {
+	msg string
+	err error
+}
+
+func (r reworded) Error() string { return r.msg }
+func (r reworded) Unwrap() error { return r.err }
