@@ -74,7 +74,14 @@ func Choose(ctx context.Context, o Options, bk BuildKitOptions) (string, error) 
 // NeedsInstall lists the dependency files of o's sources that name packages to install, which
 // only the BuildKit path can do.
 func NeedsInstall(ctx context.Context, o Options) ([]string, error) {
-	reqs, err := buildkit.Requirements(ctx, *spec(o))
+	// It runs before every build in auto mode, so it answers without walking the context when
+	// it can: the generated Dockerfile installs only WORKDIR/requirements.txt, and when no
+	// source provides one that lists packages, nothing is installed. Otherwise the planner
+	// decides (a .dockerignore may exclude the file, a source's class may move it).
+	if !mayInstall(o) {
+		return nil, nil
+	}
+	reqs, err := buildkit.Requirements(ctx, *baseSpec(o))
 	if err != nil {
 		return nil, err
 	}
@@ -223,7 +230,42 @@ func localRequirementPaths(imagePath, local string) []string {
 	return out
 }
 
+// mayInstall reports whether the requirements file the generated Dockerfile installs
+// (WORKDIR/requirements.txt) is provided by a source and lists packages or is generated: when
+// it is false, NeedsInstall's answer is "nothing", found without walking the context.
+func mayInstall(o Options) bool {
+	wd := o.Config.WorkingDir
+	if wd == "" {
+		wd = "/app"
+	}
+	r := path.Join(path.Clean(wd), "requirements.txt")
+	for _, s := range o.Sources {
+		if s.Path == "" && path.Clean(s.Dest) == r {
+			return true // generated: whatever it lists
+		}
+	}
+	local := localPath(o.Sources, r)
+	return local != "" && listsPackages(local)
+}
+
+// spec is the generated Dockerfile's description of o, with the local packages and files its
+// requirements name moved next to them (which walks the context).
 func spec(o Options) *buildkit.Spec {
+	s := baseSpec(o)
+	// What the requirement files point at locally is copied (and installed) with them.
+	if reqs, err := buildkit.Requirements(context.Background(), *s); err == nil {
+		s.Plan.DepsPaths = append([]string(nil), s.Plan.DepsPaths...)
+		for _, r := range reqs {
+			if local := localPath(o.Sources, r); local != "" {
+				s.Plan.DepsPaths = append(s.Plan.DepsPaths, localRequirementPaths(r, local)...)
+			}
+		}
+	}
+	return s
+}
+
+// baseSpec is spec without the requirements' local paths: enough to find the requirements.
+func baseSpec(o Options) *buildkit.Spec {
 	s := &buildkit.Spec{
 		Base:       o.Base,
 		WorkDir:    o.Config.WorkingDir,
@@ -246,15 +288,6 @@ func spec(o Options) *buildkit.Spec {
 			s.PathEnv = map[string]string{}
 		}
 		s.PathEnv[k] = v
-	}
-	// What the requirement files point at locally is copied (and installed) with them.
-	if reqs, err := buildkit.Requirements(context.Background(), *s); err == nil {
-		s.Plan.DepsPaths = append([]string(nil), s.Plan.DepsPaths...)
-		for _, r := range reqs {
-			if local := localPath(o.Sources, r); local != "" {
-				s.Plan.DepsPaths = append(s.Plan.DepsPaths, localRequirementPaths(r, local)...)
-			}
-		}
 	}
 	return s
 }
