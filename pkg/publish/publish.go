@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -22,6 +24,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/google/go-containerregistry/pkg/v1/stream"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
@@ -171,6 +174,92 @@ func (p *Publisher) Upload(l v1.Layer) {
 	}
 }
 
+// uploadConfig sends the image config to the repositories whose tags will be written and that
+// lack it. Against a previous image, a config other than its own is new content (it names
+// this build's layers), so it is sent without asking for it first, as a layer still being
+// written is: one round trip fewer on the way to the manifest, the last step of every build.
+// The same config as the previous image's is there already, and not sent.
+func (p *Publisher) uploadConfig(cl v1.Layer, pr previous) {
+	if pr.err != nil {
+		p.Upload(cl) // nothing known: asked about first
+		return
+	}
+	d, err := cl.Digest()
+	if err != nil {
+		p.Upload(cl)
+		return
+	}
+	seen := map[name.Repository]bool{}
+	for _, ref := range pr.tags {
+		repo := ref.Context()
+		if seen[repo] || pr.present[repo][d] {
+			continue
+		}
+		seen[repo] = true
+		fresh := &freshBlob{Layer: cl}
+		if len(pr.present[repo]) == 0 {
+			// a new tag: the config may be there under another one; asked about
+			fresh = nil
+		}
+		p.uploads.Go(func() error {
+			var l v1.Layer = cl
+			if fresh != nil {
+				l = fresh
+			}
+			if err := p.pusher.Upload(p.ctx, repo, l); err != nil {
+				return fmt.Errorf("image config %s: %w", d, registryclient.Explain(err))
+			}
+			return nil
+		})
+	}
+}
+
+// freshBlob is a blob the registry is not asked about before it is sent: until its content
+// has been read to the end its digest is unknown to the pusher (stream.ErrNotComputed), which
+// then uploads it at once, as it does a layer still being written.
+type freshBlob struct {
+	v1.Layer
+	read atomic.Bool
+}
+
+func (f *freshBlob) Digest() (v1.Hash, error) {
+	if !f.read.Load() {
+		return v1.Hash{}, stream.ErrNotComputed
+	}
+	return f.Layer.Digest()
+}
+
+func (f *freshBlob) Compressed() (io.ReadCloser, error) {
+	rc, err := f.Layer.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	size, err := f.Layer.Size()
+	if err != nil {
+		size = -1
+	}
+	return &endReader{ReadCloser: rc, left: size, done: &f.read}, nil
+}
+
+// endReader sets done once its reader returned io.EOF or all of its known size (an HTTP
+// client sending a body of known length need not read past it).
+type endReader struct {
+	io.ReadCloser
+	left int64 // -1: unknown
+	done *atomic.Bool
+}
+
+func (r *endReader) Read(b []byte) (int, error) {
+	n, err := r.ReadCloser.Read(b)
+	if r.left >= 0 {
+		r.left -= int64(n)
+	}
+	if err == io.EOF || r.left == 0 {
+		r.done.Store(true)
+	}
+	return n, err
+}
+
 // Publish writes res to every destination. Registry destinations go in one pass: blobs shared
 // by several destinations are uploaded once, only blobs a registry lacks are uploaded, base
 // layers on the same registry are mounted, and each tag is written only after everything it
@@ -202,9 +291,11 @@ func (p *Publisher) Publish(ctx context.Context, res *build.Result) (*Report, er
 	var prev chan previous
 	if len(todo) > 0 && res.Index == nil {
 		prev = make(chan previous, 1)
-		go func() { prev <- p.previous(ctx, digest, todo) }()
+		// The tags were read while the layers were built: this rarely waits.
+		pr := p.previous(ctx, digest, todo)
+		prev <- pr
 		if cl, err := partial.ConfigLayer(res.Image); err == nil {
-			p.Upload(cl)
+			p.uploadConfig(cl, pr)
 		}
 	}
 	if p.uploads != nil {

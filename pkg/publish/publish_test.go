@@ -97,13 +97,17 @@ func TestPublishOverPreviousImage(t *testing.T) {
 		t.Fatalf("first push sent %d blobs, want 4: %+v", len(rep.Pushed), rep)
 	}
 
-	// a rebuild with one layer changed: the layers the tag's image lists are not asked about
+	// a rebuild with one layer changed: the layers the tag's image lists are not asked about,
+	// nor is the new config (new content: sent at once)
 	second := img(layers[0], layers[1], layers[3])
 	rep, heads := publish(second, tag, host+"/team/app:latest")
 	for _, l := range layers[:2] {
 		if n := heads.n[digestOf(l)]; n != 0 {
 			t.Errorf("layer %s of the previous image asked about %d times", digestOf(l), n)
 		}
+	}
+	if n := heads.n[mustConfigDigest(t, second)]; n != 0 {
+		t.Errorf("the new config was asked about %d times before it was sent", n)
 	}
 	if got := strings.Join(rep.Pushed, ","); !strings.Contains(got, digestOf(layers[3])) || len(rep.Pushed) != 2 {
 		t.Errorf("pushed %v, want the new layer and the new config", rep.Pushed)
@@ -135,9 +139,21 @@ func TestPublishOverPreviousImage(t *testing.T) {
 		t.Errorf("unchanged rebuild pushed %v and manifests %v", rep.Pushed, rep.Manifests)
 	}
 	for d, n := range heads.n {
-		if d != mustConfigDigest(t, second) {
-			t.Errorf("unchanged rebuild asked about blob %s %d times", d, n)
-		}
+		t.Errorf("unchanged rebuild asked about blob %s %d times", d, n)
+	}
+
+	// a new manifest (an annotation) around the previous image's config: the config is not
+	// sent again nor asked about
+	third := mutate.Annotations(second, map[string]string{"org.opencontainers.image.revision": "2"}).(v1.Image)
+	if d1, d2 := mustDigestOf(t, third), mustDigestOf(t, second); d1 == d2 {
+		t.Fatal("the annotation did not change the manifest")
+	}
+	rep, heads = publish(third, tag)
+	if len(rep.Manifests) != 1 {
+		t.Errorf("manifests written: %v, want the new one", rep.Manifests)
+	}
+	if n := heads.n[mustConfigDigest(t, third)]; n != 0 || strings.Contains(strings.Join(rep.Pushed, ","), mustConfigDigest(t, third)) {
+		t.Errorf("config: %d HEADs, pushed %v", n, rep.Pushed)
 	}
 }
 
@@ -412,4 +428,13 @@ func TestUploadErrorNamesTheLayer(t *testing.T) {
 			}
 		})
 	}
+}
+
+func mustDigestOf(t *testing.T, i v1.Image) v1.Hash {
+	t.Helper()
+	d, err := i.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
