@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/fairing-dev/fairing/pkg/blobcache"
 	"github.com/fairing-dev/fairing/pkg/build"
 	"github.com/fairing-dev/fairing/pkg/contextimage"
 	"github.com/fairing-dev/fairing/pkg/layer"
@@ -189,7 +191,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	// A layer the cache lacks may be in the destination's previous image: found by its key,
 	// it is reused rather than written.
-	if prev := previousImage(ctx, dests, tags); prev != nil {
+	// Image configs, content-addressed: the base's and the previous image's are read from the
+	// registry once, not on every build.
+	configs := blobcache.Open(filepath.Join(o.CacheDir, "configs"), filepath.Join(o.CacheDir, "tmp")) // the layer cache sweeps tmp/
+	if prev := previousImage(ctx, dests, tags, configs); prev != nil {
 		o.Layer.Remote = prev
 		// Read (the tag's manifest, then the config) while the context is walked, not when
 		// the first changed layer asks.
@@ -211,6 +216,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return
 		}
 		b, err := build.ResolveBase(ctx, o.Base, o.Registry.ParseReference, ropts...)
+		if err == nil && !b.Scratch && !strings.HasPrefix(o.Base, "oci:") {
+			// The tag is asked about every time; its config only the first time.
+			b.Image, b.Index = configs.Image(b.Image), configs.Index(b.Index)
+		}
 		if err == nil && b.Image != nil {
 			_, err = b.Image.ConfigFile() // fetch now, in parallel with the layers
 		}
@@ -260,6 +269,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The next build finds its previous image's config here instead of asking for it.
+	keepConfigs(configs, res)
 	rep.Pushed, rep.Mounted, rep.Skipped, rep.Manifests = prep.Pushed, prep.Mounted, prep.Skipped, prep.Manifests
 	rep.BytesUploaded = prep.BytesUploaded
 	if len(rep.Refs) > 0 {
@@ -472,17 +483,41 @@ func DefaultCacheDir() (string, error) {
 // build). It reads the manifest and config only when first asked, so builds whose layers all
 // hit the local cache never ask.
 type previous struct {
-	ref    name.Reference
-	tags   *publish.Tags
-	ctx    context.Context
-	once   sync.Once
-	loaded atomic.Bool
-	layers map[string]v1.Layer
+	configs *blobcache.Cache
+	ref     name.Reference
+	tags    *publish.Tags
+	ctx     context.Context
+	once    sync.Once
+	loaded  atomic.Bool
+	layers  map[string]v1.Layer
 }
 
-func previousImage(ctx context.Context, dests []publish.Destination, tags *publish.Tags) *previous {
+// keepConfigs stores the configs of what was built (every platform's).
+func keepConfigs(configs *blobcache.Cache, res *build.Result) {
+	imgs := []v1.Image{res.Image}
+	if res.Index != nil {
+		imgs = nil
+		if im, err := res.Index.IndexManifest(); err == nil {
+			for _, d := range im.Manifests {
+				if img, err := res.Index.Image(d.Digest); err == nil {
+					imgs = append(imgs, img)
+				}
+			}
+		}
+	}
+	for _, img := range imgs {
+		if img == nil {
+			continue
+		}
+		if raw, err := img.RawConfigFile(); err == nil {
+			configs.Put(raw)
+		}
+	}
+}
+
+func previousImage(ctx context.Context, dests []publish.Destination, tags *publish.Tags, configs *blobcache.Cache) *previous {
 	if ref := firstRegistry(dests); ref != nil {
-		return &previous{ref: ref, tags: tags, ctx: ctx}
+		return &previous{ref: ref, tags: tags, ctx: ctx, configs: configs}
 	}
 	return nil
 }
@@ -540,6 +575,7 @@ func (p *previous) load() {
 	} else if img, err = desc.Image(); err != nil {
 		return
 	}
+	img = p.configs.Image(img) // most often this builder's own config, kept when it was built
 	m, err := img.Manifest()
 	if err != nil {
 		return

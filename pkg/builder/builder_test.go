@@ -3,6 +3,7 @@ package builder
 import (
 	"archive/tar"
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -527,5 +528,81 @@ func TestEditedLayerStreamed(t *testing.T) {
 	}
 	if err := validate.Image(img); err != nil {
 		t.Fatalf("image pushed with a streamed layer is invalid: %v", err)
+	}
+}
+
+// requestLog records the requests a registry answers ("GET /v2/r/blobs/sha256:...").
+type requestLog struct {
+	mu   sync.Mutex
+	reqs []string
+}
+
+func (l *requestLog) take() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := l.reqs
+	l.reqs = nil
+	return r
+}
+
+// A rebuild asks the registry only what can change: the manifests the base's tag and the
+// destination's tag name. The configs behind them are content-addressed and kept in the cache;
+// a new config is sent without asking for it first. A multi-platform build (an index at the
+// destination, whose blobs are still looked up one by one) at least reads no config again.
+func TestRebuildRoundTrips(t *testing.T) {
+	for _, plats := range [][]v1.Platform{{amd64}, {amd64, arm64}} {
+		t.Run(fmt.Sprint(len(plats), " platforms"), func(t *testing.T) {
+			rl := &requestLog{}
+			reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+			s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path != "/v2/" {
+					rl.mu.Lock()
+					rl.reqs = append(rl.reqs, r.Method+" "+r.URL.Path)
+					rl.mu.Unlock()
+				}
+				reg.ServeHTTP(w, r)
+			}))
+			defer s.Close()
+			host := strings.TrimPrefix(s.URL, "http://")
+			pushBase(t, host+"/base/py:1", types.OCIManifestSchema1, plats...)
+			ctxDir := project(t)
+			o := opts(t, ctxDir, host+"/base/py:1", host+"/team/app:1")
+			for _, p := range plats {
+				o.Platforms = append(o.Platforms, p.OS+"/"+p.Architecture)
+			}
+			if _, err := Run(context.Background(), o); err != nil {
+				t.Fatal(err)
+			}
+			rl.take()
+
+			check := func(what string, wantMore func(string) bool) {
+				t.Helper()
+				for _, r := range rl.take() {
+					switch {
+					case r == "GET /v2/base/py/manifests/1", r == "GET /v2/team/app/manifests/1":
+					case len(plats) > 1 && !strings.Contains(r, "/blobs/sha256:"):
+						// manifests under a multi-platform tag, and the index push's checks
+					case len(plats) > 1 && strings.HasPrefix(r, "HEAD "):
+					case wantMore != nil && wantMore(r):
+					default:
+						t.Errorf("%s: %s", what, r)
+					}
+				}
+			}
+			if _, err := Run(context.Background(), o); err != nil {
+				t.Fatal(err)
+			}
+			check("unchanged rebuild asked", nil)
+
+			os.WriteFile(filepath.Join(ctxDir, "lib/util.py"), []byte("X = 2\n"), 0o644)
+			if _, err := Run(context.Background(), o); err != nil {
+				t.Fatal(err)
+			}
+			check("edited rebuild asked", func(r string) bool {
+				// the new layer and config are sent, and the new manifests written
+				return strings.HasPrefix(r, "POST /v2/team/app/blobs/uploads") || strings.HasPrefix(r, "PATCH /v2/team/app/blobs/uploads") ||
+					strings.HasPrefix(r, "PUT /v2/team/app/blobs/uploads") || strings.HasPrefix(r, "PUT /v2/team/app/manifests/")
+			})
+		})
 	}
 }
