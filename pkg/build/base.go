@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/fairing-dev/fairing/pkg/registryclient"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -15,6 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sync/errgroup"
 )
 
 // AnnotationRefName names an image inside an OCI layout.
@@ -29,6 +31,77 @@ type Base struct {
 	Digest v1.Hash
 	// Scratch marks the empty base.
 	Scratch bool
+
+	mu       sync.Mutex
+	children map[v1.Hash]v1.Image // a multi-platform base's images read by Prefetch
+}
+
+// Prefetch reads, concurrently, what Build will read of the base for plats (all platforms when
+// empty): the config of a single image; a multi-platform base's manifest and config for each
+// chosen platform, which Build would otherwise read one after another once the layers are
+// done, two round trips per platform on the way to the push.
+func (b *Base) Prefetch(plats []v1.Platform) error {
+	if b.Image != nil {
+		_, err := b.Image.ConfigFile()
+		return err
+	}
+	if b.Index == nil {
+		return nil
+	}
+	im, err := b.Index.IndexManifest()
+	if err != nil {
+		return fmt.Errorf("read base index %s: %w", b.Name, err)
+	}
+	var g errgroup.Group
+	g.SetLimit(8)
+	for _, d := range im.Manifests {
+		if !chosen(d, plats) {
+			continue
+		}
+		g.Go(func() error {
+			img, err := b.child(d)
+			if err == nil {
+				_, err = img.ConfigFile()
+			}
+			if err != nil {
+				return fmt.Errorf("read base %s for %s: %w", b.Name, d.Platform, err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// chosen reports whether Build builds onto the index entry d for plats.
+func chosen(d v1.Descriptor, plats []v1.Platform) bool {
+	if d.Platform == nil || d.Platform.OS == "unknown" || !d.MediaType.IsImage() {
+		return false // attestations and nested indexes describe the base, not us
+	}
+	return len(plats) == 0 || matchesAny(d.Platform, plats)
+}
+
+// child is the index's image for d, read once.
+func (b *Base) child(d v1.Descriptor) (v1.Image, error) {
+	b.mu.Lock()
+	img, ok := b.children[d.Digest]
+	b.mu.Unlock()
+	if ok {
+		return img, nil
+	}
+	img, err := b.Index.Image(d.Digest)
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.children == nil {
+		b.children = map[v1.Hash]v1.Image{}
+	}
+	if prev, ok := b.children[d.Digest]; ok {
+		return prev, nil
+	}
+	b.children[d.Digest] = img
+	return img, nil
 }
 
 // ResolveBase reads a base: "scratch", "oci:DIR[:TAG]" (an OCI image layout) or a registry

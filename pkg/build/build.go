@@ -121,14 +121,14 @@ func Build(o Options) (*Result, error) {
 	var plats []v1.Platform
 	var available []string
 	for _, d := range im.Manifests {
-		if d.Platform == nil || d.Platform.OS == "unknown" || !d.MediaType.IsImage() {
-			continue // attestations and nested indexes describe the base, not us
-		}
-		available = append(available, d.Platform.String())
-		if len(o.Platforms) > 0 && !matchesAny(d.Platform, o.Platforms) {
+		if !chosen(d, nil) {
 			continue
 		}
-		base, err := o.Base.Index.Image(d.Digest)
+		available = append(available, d.Platform.String())
+		if !chosen(d, o.Platforms) {
+			continue
+		}
+		base, err := o.Base.child(d)
 		if err != nil {
 			return nil, fmt.Errorf("read base %s for %s: %w", o.Base.Name, d.Platform, err)
 		}

@@ -220,8 +220,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			// The tag is asked about every time; its config only the first time.
 			b.Image, b.Index = configs.Image(b.Image), configs.Index(b.Index)
 		}
-		if err == nil && b.Image != nil {
-			_, err = b.Image.ConfigFile() // fetch now, in parallel with the layers
+		if err == nil {
+			err = b.Prefetch(plats) // now, in parallel with the layers
 		}
 		baseCh <- baseResult{b, err, time.Since(t)}
 	}()
