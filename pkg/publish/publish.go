@@ -289,13 +289,17 @@ func (p *Publisher) Publish(ctx context.Context, res *build.Result) (*Report, er
 	// What the tags hold now and the new config go over the network while the early uploads
 	// finish.
 	var prev chan previous
-	if len(todo) > 0 && res.Index == nil {
+	if len(todo) > 0 {
 		prev = make(chan previous, 1)
 		// The tags were read while the layers were built: this rarely waits.
 		pr := p.previous(ctx, digest, todo)
 		prev <- pr
-		if cl, err := partial.ConfigLayer(res.Image); err == nil {
-			p.uploadConfig(cl, pr)
+		if imgs, err := images(res); err == nil {
+			for _, img := range imgs {
+				if cl, err := partial.ConfigLayer(img); err == nil {
+					p.uploadConfig(cl, pr)
+				}
+			}
 		}
 	}
 	if p.uploads != nil {
@@ -405,28 +409,75 @@ func (p *Publisher) previous(ctx context.Context, digest v1.Hash, todo map[name.
 				pr.present[ref.Context()] = map[v1.Hash]bool{}
 			}
 			continue
-		case err != nil || !desc.MediaType.IsImage():
+		case err != nil || !desc.MediaType.IsImage() && !desc.MediaType.IsIndex():
 			return previous{err: errNoPrevious}
 		}
 		if desc.Digest == digest {
 			continue // already tagged: nothing to send
-		}
-		m, err := v1.ParseManifest(bytes.NewReader(desc.Manifest))
-		if err != nil {
-			return previous{err: errNoPrevious}
 		}
 		known := pr.present[ref.Context()]
 		if known == nil {
 			known = map[v1.Hash]bool{}
 			pr.present[ref.Context()] = known
 		}
-		known[m.Config.Digest] = true
-		for _, l := range m.Layers {
-			known[l.Digest] = true
+		if desc.MediaType.IsIndex() {
+			if err := indexBlobs(ctx, desc, known); err != nil {
+				return previous{err: errNoPrevious}
+			}
+		} else {
+			m, err := v1.ParseManifest(bytes.NewReader(desc.Manifest))
+			if err != nil {
+				return previous{err: errNoPrevious}
+			}
+			addBlobs(known, m)
 		}
 		pr.tags = append(pr.tags, ref)
 	}
 	return pr
+}
+
+func addBlobs(known map[v1.Hash]bool, m *v1.Manifest) {
+	known[m.Config.Digest] = true
+	for _, l := range m.Layers {
+		known[l.Digest] = true
+	}
+}
+
+// indexBlobs adds to known the manifests of the index desc names and their blobs, its images'
+// manifests read side by side: a GET per platform instead of a HEAD per blob and manifest.
+func indexBlobs(ctx context.Context, desc *remote.Descriptor, known map[v1.Hash]bool) error {
+	idx, err := desc.ImageIndex()
+	if err != nil {
+		return err
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	g, _ := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for _, d := range im.Manifests {
+		if !d.MediaType.IsImage() {
+			continue
+		}
+		g.Go(func() error {
+			img, err := idx.Image(d.Digest)
+			if err != nil {
+				return err
+			}
+			m, err := img.Manifest()
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			known[d.Digest] = true
+			addBlobs(known, m)
+			return nil
+		})
+	}
+	return g.Wait()
 }
 
 // errNoPrevious: a destination holds no image whose blobs can be trusted to be there.
@@ -442,9 +493,62 @@ func (p *Publisher) pushOver(ctx context.Context, res *build.Result, pr previous
 	if len(pr.tags) == 0 {
 		return nil
 	}
-	// The blobs are listed from the manifest, and only the missing ones are looked up: a
-	// mutated image's Layers() serialises its config again for every layer (6 ms for 36).
-	m, err := res.Image.Manifest()
+	// A multi-platform image: the platforms' manifests the repository lacks are written (by
+	// digest) before the index that lists them.
+	var children []v1.Descriptor
+	if res.Index != nil {
+		im, err := res.Index.IndexManifest()
+		if err != nil {
+			return err
+		}
+		children = im.Manifests
+	}
+	imgs, err := images(res)
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(1, p.o.Registry.Jobs))
+	for repo, known := range pr.present {
+		for i, img := range imgs {
+			if children != nil && known[children[i].Digest] {
+				continue // this platform's image is there already
+			}
+			if err := p.sendMissing(gctx, g, repo, known, img); err != nil {
+				return err
+			}
+		}
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for repo, known := range pr.present {
+		for i, d := range children {
+			if known[d.Digest] {
+				continue
+			}
+			if err := p.pusher.Put(ctx, repo.Digest(d.Digest.String()), imgs[i]); err != nil {
+				return fmt.Errorf("write manifest %s@%s: %w", repo, d.Digest, err)
+			}
+		}
+	}
+	var t remote.Taggable = res.Image
+	if res.Index != nil {
+		t = res.Index
+	}
+	for _, ref := range pr.tags {
+		if err := p.pusher.Put(ctx, ref, t); err != nil {
+			return fmt.Errorf("write manifest %s: %w", ref, err)
+		}
+	}
+	return nil
+}
+
+// sendMissing uploads (in g) the blobs of img that repo is not known to have. The blobs are
+// listed from the manifest, and only the missing ones are looked up: a mutated image's
+// Layers() serialises its config again for every layer (6 ms for 36).
+func (p *Publisher) sendMissing(ctx context.Context, g *errgroup.Group, repo name.Repository, known map[v1.Hash]bool, img v1.Image) error {
+	m, err := img.Manifest()
 	if err != nil {
 		return err
 	}
@@ -452,36 +556,44 @@ func (p *Publisher) pushOver(ctx context.Context, res *build.Result, pr previous
 	for _, d := range m.Layers {
 		digests = append(digests, d.Digest)
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(1, p.o.Registry.Jobs))
-	for repo, known := range pr.present {
-		for _, d := range digests {
-			if known[d] {
-				p.rec.present(d.String())
-				continue
-			}
-			var l v1.Layer
-			if d == m.Config.Digest {
-				l, err = partial.ConfigLayer(res.Image)
-			} else {
-				l, err = res.Image.LayerByDigest(d)
-			}
-			if err != nil {
-				return err
-			}
-			// blobs uploaded early are not sent again: the pusher remembers them
-			g.Go(func() error { return p.pusher.Upload(gctx, repo, l) })
+	for _, d := range digests {
+		if known[d] {
+			p.rec.present(d.String())
+			continue
 		}
-	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	for _, ref := range pr.tags {
-		if err := p.pusher.Put(ctx, ref, res.Image); err != nil {
-			return fmt.Errorf("write manifest %s: %w", ref, err)
+		var l v1.Layer
+		if d == m.Config.Digest {
+			l, err = partial.ConfigLayer(img)
+		} else {
+			l, err = img.LayerByDigest(d)
 		}
+		if err != nil {
+			return err
+		}
+		// blobs uploaded early are not sent again: the pusher remembers them
+		g.Go(func() error { return p.pusher.Upload(ctx, repo, l) })
 	}
 	return nil
+}
+
+// images are the images res holds: itself, or its index's, in the index's order.
+func images(res *build.Result) ([]v1.Image, error) {
+	if res.Index == nil {
+		return []v1.Image{res.Image}, nil
+	}
+	im, err := res.Index.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]v1.Image, 0, len(im.Manifests))
+	for _, d := range im.Manifests {
+		img, err := res.Index.Image(d.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("platform image %s: %w", d.Digest, err)
+		}
+		out = append(out, img)
+	}
+	return out, nil
 }
 
 // Publish writes res to dests in one go (NewPublisher, then Publish).

@@ -438,3 +438,114 @@ func mustDigestOf(t *testing.T, i v1.Image) v1.Hash {
 	}
 	return d
 }
+
+// A multi-platform rebuild over the index its tag holds: the previous platforms' manifests are
+// read (a GET each) instead of a HEAD per blob and manifest, only the new blobs are sent, only
+// the platforms that changed get a manifest, and the tag names a complete index.
+func TestPublishIndexOverPreviousIndex(t *testing.T) {
+	var mu sync.Mutex
+	reqs := map[string]int{}
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		kind := r.Method + " " + map[bool]string{true: "manifest", false: "blob"}[strings.Contains(r.URL.Path, "/manifests/")]
+		if r.URL.Path != "/v2/" {
+			reqs[kind]++
+			if r.Method == http.MethodHead {
+				reqs[r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]]++
+			}
+		}
+		mu.Unlock()
+		reg.ServeHTTP(w, r)
+	}))
+	defer s.Close()
+	host := strings.TrimPrefix(s.URL, "http://")
+	taken := func() map[string]int {
+		mu.Lock()
+		defer mu.Unlock()
+		r := reqs
+		reqs = map[string]int{}
+		return r
+	}
+	plat := func(a string) v1.Image {
+		img, err := random.Image(256, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cf, _ := img.ConfigFile()
+		cf = cf.DeepCopy()
+		cf.OS, cf.Architecture = "linux", a
+		img, _ = mutate.ConfigFile(img, cf)
+		return mutate.MediaType(img, "application/vnd.oci.image.manifest.v1+json")
+	}
+	code, err := random.Layer(512, "application/vnd.oci.image.layer.v1.tar+gzip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited, err := random.Layer(512, "application/vnd.oci.image.layer.v1.tar+gzip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	amd, arm := plat("amd64"), plat("arm64")
+	index := func(l v1.Layer) v1.ImageIndex {
+		idx := mutate.IndexMediaType(empty.Index, "application/vnd.oci.image.index.v1+json")
+		for _, b := range []v1.Image{amd, arm} {
+			img, err := mutate.AppendLayers(b, l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cf, _ := img.ConfigFile()
+			idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: cf.Architecture}}})
+		}
+		return idx
+	}
+	rc := registryclient.Config{Jobs: 4}
+	dest, err := ParseDestination(host+"/team/app:1", rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	push := func(idx v1.ImageIndex) map[string]int {
+		t.Helper()
+		taken()
+		_, err := Publish(context.Background(), &build.Result{Index: idx}, []Destination{dest}, Options{Registry: rc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := taken()
+		got, err := remote.Index(dest.Ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := validate.Index(got); err != nil {
+			t.Fatalf("the tag names an incomplete index: %v", err)
+		}
+		if d1, d2 := mustIndexDigest(t, got), mustIndexDigest(t, idx); d1 != d2 {
+			t.Fatalf("the tag names %s, want %s", d1, d2)
+		}
+		return r
+	}
+	push(index(code))
+
+	// Only the edited layer (whose digest is known here, unlike a streamed one) is asked about.
+	r := push(index(edited))
+	if r["HEAD blob"] != 1 || r[mustDigest(t, edited)] != 1 || r["HEAD manifest"] != 0 {
+		t.Errorf("the rebuild asked %d blobs (want only the new layer) and %d manifests with HEAD: %v", r["HEAD blob"], r["HEAD manifest"], r)
+	}
+	// 2 platform manifests + the index
+	if r["PUT manifest"] != 3 {
+		t.Errorf("%d manifests written, want 3: %v", r["PUT manifest"], r)
+	}
+
+	if r := push(index(edited)); r["PUT manifest"] != 0 || r["PUT blob"] != 0 || r["HEAD blob"] != 0 || r["HEAD manifest"] != 0 {
+		t.Errorf("an unchanged rebuild wrote or asked: %v", r)
+	}
+}
+
+func mustIndexDigest(t *testing.T, idx v1.ImageIndex) v1.Hash {
+	t.Helper()
+	d, err := idx.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
