@@ -1,7 +1,7 @@
 // Package blobcache keeps the small content-addressed blobs a build reads from registries on
-// every run, image configs, in a local directory, so a rebuild asks the registry only what can
-// change: which manifest a tag names. A config is named by its digest and checked against it
-// when read, so a stale or damaged file is never used: it is read from the registry again.
+// every run, image configs and manifests, in a local directory, so a rebuild asks the registry
+// only what can change: which manifest a tag names. A blob is named by its digest and checked
+// against it when read, so a stale or damaged file is never used: it is read again.
 package blobcache
 
 import (
@@ -32,8 +32,11 @@ func Open(dir, tmp string) *Cache { return &Cache{dir: dir, tmp: tmp} }
 
 func (c *Cache) path(d v1.Hash) string { return filepath.Join(c.dir, d.Hex) }
 
-// Get returns the blob with digest d, if the cache holds it intact.
+// Get returns the blob with digest d, if the cache holds it intact. A nil Cache holds nothing.
 func (c *Cache) Get(d v1.Hash) ([]byte, bool) {
+	if c == nil {
+		return nil, false
+	}
 	if _, err := hex.DecodeString(d.Hex); d.Algorithm != "sha256" || len(d.Hex) != sha256.Size*2 || err != nil {
 		return nil, false
 	}
@@ -50,7 +53,7 @@ func (c *Cache) Get(d v1.Hash) ([]byte, bool) {
 // Put stores b under its digest. It writes a temporary file and renames it, so a reader never
 // sees part of a blob; a failure leaves the cache as it was and is not worth failing a build.
 func (c *Cache) Put(b []byte) error {
-	if len(b) > maxBlob {
+	if c == nil || len(b) > maxBlob {
 		return nil
 	}
 	sum := sha256.Sum256(b)

@@ -169,8 +169,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		tags = publish.NewTags(ropts)
 	}
+	// Image configs and manifests, content-addressed: the base's and the previous image's
+	// configs, and the previous index's platform manifests, are read from the registry once,
+	// not on every build.
+	configs := blobcache.Open(filepath.Join(o.CacheDir, "meta"), filepath.Join(o.CacheDir, "tmp")) // the layer cache sweeps tmp/
 	progressCh, progressWait := progress.Uploads(o.Progress, "pushing")
-	pub, err := publish.NewPublisher(ctx, publishTo, publish.Options{Registry: o.Registry, Progress: progressCh, Tags: tags})
+	pub, err := publish.NewPublisher(ctx, publishTo, publish.Options{Registry: o.Registry, Progress: progressCh, Tags: tags, Blobs: configs})
 	if err != nil {
 		close(progressCh)
 		return nil, err
@@ -191,14 +195,16 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	// A layer the cache lacks may be in the destination's previous image: found by its key,
 	// it is reused rather than written.
-	// Image configs, content-addressed: the base's and the previous image's are read from the
-	// registry once, not on every build.
-	configs := blobcache.Open(filepath.Join(o.CacheDir, "configs"), filepath.Join(o.CacheDir, "tmp")) // the layer cache sweeps tmp/
 	if prev := previousImage(ctx, dests, tags, configs); prev != nil {
 		o.Layer.Remote = prev
 		// Read (the tag's manifest, then the config) while the context is walked, not when
-		// the first changed layer asks.
+		// the first changed layer asks. A build that needed none of it does not return while
+		// it is still being read: canceled, then waited for, it asks nothing after Run.
+		pctx, cancel := context.WithCancel(ctx)
+		prev.ctx = pctx
 		go prev.Empty()
+		defer prev.Empty()
+		defer cancel()
 	}
 
 	// The base's manifest and config come over the network while the layers are built.
@@ -492,7 +498,8 @@ type previous struct {
 	layers  map[string]v1.Layer
 }
 
-// keepConfigs stores the configs of what was built (every platform's).
+// keepConfigs stores the configs of what was built (every platform's), and the platforms'
+// manifests of an index.
 func keepConfigs(configs *blobcache.Cache, res *build.Result) {
 	imgs := []v1.Image{res.Image}
 	if res.Index != nil {
@@ -511,6 +518,11 @@ func keepConfigs(configs *blobcache.Cache, res *build.Result) {
 		}
 		if raw, err := img.RawConfigFile(); err == nil {
 			configs.Put(raw)
+		}
+		if res.Index != nil {
+			if raw, err := img.RawManifest(); err == nil {
+				configs.Put(raw)
+			}
 		}
 	}
 }

@@ -577,11 +577,23 @@ func TestRebuildRoundTrips(t *testing.T) {
 
 			check := func(what string, wantMore func(string) bool) {
 				t.Helper()
-				for _, r := range rl.take() {
+				ours := 0
+				all := rl.take()
+				defer func() {
+					if t.Failed() {
+						t.Logf("all requests: %q", all)
+					}
+				}()
+				for _, r := range all {
 					switch {
 					case r == "GET /v2/base/py/manifests/1", r == "GET /v2/team/app/manifests/1":
-					case len(plats) > 1 && (strings.HasPrefix(r, "GET /v2/base/py/manifests/sha256:") || strings.HasPrefix(r, "GET /v2/team/app/manifests/sha256:")):
-						// the platforms' manifests under a multi-platform tag
+					case len(plats) > 1 && strings.HasPrefix(r, "GET /v2/base/py/manifests/sha256:"):
+						// the base's platforms' manifests
+					case len(plats) > 1 && strings.HasPrefix(r, "GET /v2/team/app/manifests/sha256:") && ours < 2:
+						// one platform of the previous image, for its layers' keys (and the same
+						// read by the build before, canceled when it needed none of it, may reach
+						// the registry only now); the others' manifests were kept when pushed
+						ours++
 					case wantMore != nil && wantMore(r):
 					default:
 						t.Errorf("%s: %s", what, r)

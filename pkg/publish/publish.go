@@ -29,6 +29,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/fairing-dev/fairing/pkg/blobcache"
 	"github.com/fairing-dev/fairing/pkg/build"
 	"github.com/fairing-dev/fairing/pkg/registryclient"
 )
@@ -41,6 +42,10 @@ type Options struct {
 	// Tags, if set, reads what the destination tags hold now (shared with whoever else asked
 	// during the build); nil: the publisher reads them itself.
 	Tags *Tags
+	// Blobs, if set, holds manifests by digest: the platform manifests of an index at a
+	// destination tag are read from it rather than from the registry when it has them (a
+	// rebuild's previous index is most often this machine's own last push).
+	Blobs *blobcache.Cache
 }
 
 // Report says what publishing did.
@@ -421,7 +426,7 @@ func (p *Publisher) previous(ctx context.Context, digest v1.Hash, todo map[name.
 			pr.present[ref.Context()] = known
 		}
 		if desc.MediaType.IsIndex() {
-			if err := indexBlobs(ctx, desc, known); err != nil {
+			if err := indexBlobs(ctx, desc, known, p.o.Blobs); err != nil {
 				return previous{err: errNoPrevious}
 			}
 		} else {
@@ -444,8 +449,9 @@ func addBlobs(known map[v1.Hash]bool, m *v1.Manifest) {
 }
 
 // indexBlobs adds to known the manifests of the index desc names and their blobs, its images'
-// manifests read side by side: a GET per platform instead of a HEAD per blob and manifest.
-func indexBlobs(ctx context.Context, desc *remote.Descriptor, known map[v1.Hash]bool) error {
+// manifests read from blobs when it has them, otherwise side by side from the registry: a GET
+// per platform instead of a HEAD per blob and manifest.
+func indexBlobs(ctx context.Context, desc *remote.Descriptor, known map[v1.Hash]bool, blobs *blobcache.Cache) error {
 	idx, err := desc.ImageIndex()
 	if err != nil {
 		return err
@@ -462,11 +468,18 @@ func indexBlobs(ctx context.Context, desc *remote.Descriptor, known map[v1.Hash]
 			continue
 		}
 		g.Go(func() error {
-			img, err := idx.Image(d.Digest)
-			if err != nil {
-				return err
+			raw, ok := blobs.Get(d.Digest)
+			if !ok {
+				img, err := idx.Image(d.Digest)
+				if err != nil {
+					return err
+				}
+				if raw, err = img.RawManifest(); err != nil {
+					return err
+				}
+				blobs.Put(raw) // best effort
 			}
-			m, err := img.Manifest()
+			m, err := v1.ParseManifest(bytes.NewReader(raw))
 			if err != nil {
 				return err
 			}

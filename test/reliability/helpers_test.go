@@ -392,9 +392,9 @@ var (
 	hex64     = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	recordRe  = regexp.MustCompile(`^layers/[0-9a-f]{64}\.json$`)
 	blobRe    = regexp.MustCompile(`^blobs/sha256/[0-9a-f]{64}$`)
-	configRe  = regexp.MustCompile(`^configs/[0-9a-f]{64}$`)
+	configRe  = regexp.MustCompile(`^meta/[0-9a-f]{64}$`)
 	statRe    = regexp.MustCompile(`^stat/[0-9a-f]{32}\.gob$`)
-	cacheDirs = []string{".", "layers", "blobs", "blobs/sha256", "configs", "stat", "tmp"}
+	cacheDirs = []string{".", "layers", "blobs", "blobs/sha256", "meta", "stat", "tmp"}
 )
 
 // cacheRecord is the on-disk record of pkg/layer's cache (layers/<key>.json).
@@ -410,7 +410,7 @@ type cacheStats struct{ Records, Blobs, Tmp int }
 
 // checkCache fails the test unless the layer cache in dir is sound: every record parses and
 // its blob is there with the recorded size, digest and (decompressed) diffID; every blob's and
-// image config's content matches its name; nothing but records, blobs, configs and stat files
+// image config's and manifest's content matches its name; nothing but records, blobs, meta and stat files
 // lies outside tmp/
 // (where interrupted writes may leave temporary files, swept later).
 func checkCache(t *testing.T, dir string) cacheStats {
@@ -439,7 +439,7 @@ func checkCache(t *testing.T, dir string) cacheStats {
 			}
 		case configRe.MatchString(rel):
 			if got := fileSHA256(t, p); got != filepath.Base(p) {
-				t.Errorf("cache: image config %s holds content %s", rel, got)
+				t.Errorf("cache: image config or manifest %s holds content %s", rel, got)
 			}
 		case statRe.MatchString(rel):
 		default:
