@@ -73,6 +73,26 @@ type Result struct {
 	Platforms []v1.Platform
 }
 
+// Images are the images r holds: its image, or its index's, in the index's order.
+func (r *Result) Images() ([]v1.Image, error) {
+	if r.Index == nil {
+		return []v1.Image{r.Image}, nil
+	}
+	im, err := r.Index.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]v1.Image, 0, len(im.Manifests))
+	for _, d := range im.Manifests {
+		img, err := r.Index.Image(d.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("platform image %s: %w", d.Digest, err)
+		}
+		out = append(out, img)
+	}
+	return out, nil
+}
+
 // Taggable is what a registry push needs.
 func (r *Result) Taggable() remote.Taggable {
 	if r.Index != nil {

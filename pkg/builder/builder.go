@@ -172,9 +172,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	// Image configs and manifests, content-addressed: the base's and the previous image's
 	// configs, and the previous index's platform manifests, are read from the registry once,
 	// not on every build.
-	configs := blobcache.Open(filepath.Join(o.CacheDir, "meta"), filepath.Join(o.CacheDir, "tmp")) // the layer cache sweeps tmp/
+	meta := blobcache.Open(filepath.Join(o.CacheDir, "meta"), filepath.Join(o.CacheDir, "tmp")) // the layer cache sweeps tmp/
 	progressCh, progressWait := progress.Uploads(o.Progress, "pushing")
-	pub, err := publish.NewPublisher(ctx, publishTo, publish.Options{Registry: o.Registry, Progress: progressCh, Tags: tags, Blobs: configs})
+	pub, err := publish.NewPublisher(ctx, publishTo, publish.Options{Registry: o.Registry, Progress: progressCh, Tags: tags, Blobs: meta})
 	if err != nil {
 		close(progressCh)
 		return nil, err
@@ -195,7 +195,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	// A layer the cache lacks may be in the destination's previous image: found by its key,
 	// it is reused rather than written.
-	if prev := previousImage(ctx, dests, tags, configs); prev != nil {
+	if prev := previousImage(ctx, dests, tags, meta); prev != nil {
 		o.Layer.Remote = prev
 		// Read (the tag's manifest, then the config) while the context is walked, not when
 		// the first changed layer asks. A build that needed none of it does not return while
@@ -224,7 +224,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		b, err := build.ResolveBase(ctx, o.Base, o.Registry.ParseReference, ropts...)
 		if err == nil && !b.Scratch && !strings.HasPrefix(o.Base, "oci:") {
 			// The tag is asked about every time; its config only the first time.
-			b.Image, b.Index = configs.Image(b.Image), configs.Index(b.Index)
+			b.Image, b.Index = meta.Image(b.Image), meta.Index(b.Index)
 		}
 		if err == nil {
 			err = b.Prefetch(plats) // now, in parallel with the layers
@@ -275,8 +275,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The next build finds its previous image's config here instead of asking for it.
-	keepConfigs(configs, res)
+	// The next build finds its previous image's config (and manifests) here instead of
+	// asking for them.
+	keepMeta(meta, res)
 	rep.Pushed, rep.Mounted, rep.Skipped, rep.Manifests = prep.Pushed, prep.Mounted, prep.Skipped, prep.Manifests
 	rep.BytesUploaded = prep.BytesUploaded
 	if len(rep.Refs) > 0 {
@@ -489,47 +490,36 @@ func DefaultCacheDir() (string, error) {
 // build). It reads the manifest and config only when first asked, so builds whose layers all
 // hit the local cache never ask.
 type previous struct {
-	configs *blobcache.Cache
-	ref     name.Reference
-	tags    *publish.Tags
-	ctx     context.Context
-	once    sync.Once
-	loaded  atomic.Bool
-	layers  map[string]v1.Layer
+	meta   *blobcache.Cache
+	ref    name.Reference
+	tags   *publish.Tags
+	ctx    context.Context
+	once   sync.Once
+	loaded atomic.Bool
+	layers map[string]v1.Layer
 }
 
-// keepConfigs stores the configs of what was built (every platform's), and the platforms'
-// manifests of an index.
-func keepConfigs(configs *blobcache.Cache, res *build.Result) {
-	imgs := []v1.Image{res.Image}
-	if res.Index != nil {
-		imgs = nil
-		if im, err := res.Index.IndexManifest(); err == nil {
-			for _, d := range im.Manifests {
-				if img, err := res.Index.Image(d.Digest); err == nil {
-					imgs = append(imgs, img)
-				}
-			}
-		}
+// keepMeta stores the configs of what was built, and the platforms' manifests of an index.
+func keepMeta(meta *blobcache.Cache, res *build.Result) {
+	imgs, err := res.Images()
+	if err != nil {
+		return
 	}
 	for _, img := range imgs {
-		if img == nil {
-			continue
-		}
 		if raw, err := img.RawConfigFile(); err == nil {
-			configs.Put(raw)
+			meta.Put(raw)
 		}
 		if res.Index != nil {
 			if raw, err := img.RawManifest(); err == nil {
-				configs.Put(raw)
+				meta.Put(raw)
 			}
 		}
 	}
 }
 
-func previousImage(ctx context.Context, dests []publish.Destination, tags *publish.Tags, configs *blobcache.Cache) *previous {
+func previousImage(ctx context.Context, dests []publish.Destination, tags *publish.Tags, meta *blobcache.Cache) *previous {
 	if ref := firstRegistry(dests); ref != nil {
-		return &previous{ref: ref, tags: tags, ctx: ctx, configs: configs}
+		return &previous{ref: ref, tags: tags, ctx: ctx, meta: meta}
 	}
 	return nil
 }
@@ -587,7 +577,7 @@ func (p *previous) load() {
 	} else if img, err = desc.Image(); err != nil {
 		return
 	}
-	img = p.configs.Image(img) // most often this builder's own config, kept when it was built
+	img = p.meta.Image(img) // most often this builder's own config, kept when it was built
 	m, err := img.Manifest()
 	if err != nil {
 		return

@@ -201,16 +201,11 @@ func (p *Publisher) uploadConfig(cl v1.Layer, pr previous) {
 			continue
 		}
 		seen[repo] = true
-		fresh := &freshBlob{Layer: cl}
-		if len(pr.present[repo]) == 0 {
-			// a new tag: the config may be there under another one; asked about
-			fresh = nil
+		var l v1.Layer = cl // a repository with no image known: it may be there; asked about
+		if len(pr.present[repo]) > 0 {
+			l = &freshBlob{Layer: cl}
 		}
 		p.uploads.Go(func() error {
-			var l v1.Layer = cl
-			if fresh != nil {
-				l = fresh
-			}
 			if err := p.pusher.Upload(p.ctx, repo, l); err != nil {
 				return fmt.Errorf("image config %s: %w", d, registryclient.Explain(err))
 			}
@@ -299,7 +294,7 @@ func (p *Publisher) Publish(ctx context.Context, res *build.Result) (*Report, er
 		// The tags were read while the layers were built: this rarely waits.
 		pr := p.previous(ctx, digest, todo)
 		prev <- pr
-		if imgs, err := images(res); err == nil {
+		if imgs, err := res.Images(); err == nil {
 			for _, img := range imgs {
 				if cl, err := partial.ConfigLayer(img); err == nil {
 					p.uploadConfig(cl, pr)
@@ -516,7 +511,7 @@ func (p *Publisher) pushOver(ctx context.Context, res *build.Result, pr previous
 		}
 		children = im.Manifests
 	}
-	imgs, err := images(res)
+	imgs, err := res.Images()
 	if err != nil {
 		return err
 	}
@@ -545,12 +540,8 @@ func (p *Publisher) pushOver(ctx context.Context, res *build.Result, pr previous
 			}
 		}
 	}
-	var t remote.Taggable = res.Image
-	if res.Index != nil {
-		t = res.Index
-	}
 	for _, ref := range pr.tags {
-		if err := p.pusher.Put(ctx, ref, t); err != nil {
+		if err := p.pusher.Put(ctx, ref, res.Taggable()); err != nil {
 			return fmt.Errorf("write manifest %s: %w", ref, err)
 		}
 	}
@@ -587,26 +578,6 @@ func (p *Publisher) sendMissing(ctx context.Context, g *errgroup.Group, repo nam
 		g.Go(func() error { return p.pusher.Upload(ctx, repo, l) })
 	}
 	return nil
-}
-
-// images are the images res holds: itself, or its index's, in the index's order.
-func images(res *build.Result) ([]v1.Image, error) {
-	if res.Index == nil {
-		return []v1.Image{res.Image}, nil
-	}
-	im, err := res.Index.IndexManifest()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]v1.Image, 0, len(im.Manifests))
-	for _, d := range im.Manifests {
-		img, err := res.Index.Image(d.Digest)
-		if err != nil {
-			return nil, fmt.Errorf("platform image %s: %w", d.Digest, err)
-		}
-		out = append(out, img)
-	}
-	return out, nil
 }
 
 // Publish writes res to dests in one go (NewPublisher, then Publish).
