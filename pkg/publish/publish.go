@@ -530,15 +530,24 @@ func (p *Publisher) pushOver(ctx context.Context, res *build.Result, pr previous
 	if err := g.Wait(); err != nil {
 		return err
 	}
+	// The platforms' manifests side by side, then the index that lists them.
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(max(1, p.o.Registry.Jobs))
 	for repo, known := range pr.present {
 		for i, d := range children {
 			if known[d.Digest] {
 				continue
 			}
-			if err := p.pusher.Put(ctx, repo.Digest(d.Digest.String()), imgs[i]); err != nil {
-				return fmt.Errorf("write manifest %s@%s: %w", repo, d.Digest, err)
-			}
+			g.Go(func() error {
+				if err := p.pusher.Put(gctx, repo.Digest(d.Digest.String()), imgs[i]); err != nil {
+					return fmt.Errorf("write manifest %s@%s: %w", repo, d.Digest, err)
+				}
+				return nil
+			})
 		}
+	}
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	for _, ref := range pr.tags {
 		if err := p.pusher.Put(ctx, ref, res.Taggable()); err != nil {
