@@ -67,7 +67,7 @@ func (c *Cache) Put(b []byte) error {
 			return fmt.Errorf("blob cache: %w", err)
 		}
 	}
-	f, err := os.CreateTemp(c.tmp, "config-*")
+	f, err := os.CreateTemp(c.tmp, "meta-*")
 	if err != nil {
 		return fmt.Errorf("blob cache: %w", err)
 	}
