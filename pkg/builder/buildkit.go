@@ -234,11 +234,7 @@ func localRequirementPaths(imagePath, local string) []string {
 // (WORKDIR/requirements.txt) is provided by a source and lists packages or is generated: when
 // it is false, NeedsInstall's answer is "nothing", found without walking the context.
 func mayInstall(o Options) bool {
-	wd := o.Config.WorkingDir
-	if wd == "" {
-		wd = "/app"
-	}
-	r := path.Join(path.Clean(wd), "requirements.txt")
+	r := buildkit.DefaultRequirements(o.Config.WorkingDir)
 	for _, s := range o.Sources {
 		if s.Path == "" && path.Clean(s.Dest) == r {
 			return true // generated: whatever it lists

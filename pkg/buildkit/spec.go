@@ -88,6 +88,21 @@ func classDir(c layer.Class) string {
 	return "source"
 }
 
+// workDir is the generated Dockerfile's WORKDIR for a spec's WorkDir.
+func workDir(wd string) string {
+	if wd == "" {
+		return "/app"
+	}
+	return wd
+}
+
+// DefaultRequirements is the requirements file the generated Dockerfile installs when a spec
+// names none (as the original Fairing did): requirements.txt in the work dir, if a source
+// provides it.
+func DefaultRequirements(workdir string) string {
+	return path.Join(path.Clean(workDir(workdir)), "requirements.txt")
+}
+
 // planSpec collects the spec's sources (metadata only, no content read) and splits them into
 // layers with the append builder's planner.
 func planSpec(ctx context.Context, s Spec) (*plan, error) {
@@ -97,10 +112,7 @@ func planSpec(ctx context.Context, s Spec) (*plan, error) {
 	if strings.ContainsAny(s.Base, " \t\r\n") {
 		return nil, fmt.Errorf("generated Dockerfile: base image %q contains white space", s.Base)
 	}
-	wd := s.WorkDir
-	if wd == "" {
-		wd = "/app"
-	}
+	wd := workDir(s.WorkDir)
 	if !path.IsAbs(wd) || strings.ContainsAny(wd, "\r\n") {
 		return nil, fmt.Errorf("generated Dockerfile: work dir %q must be an absolute path", wd)
 	}
@@ -136,7 +148,7 @@ func planSpec(ctx context.Context, s Spec) (*plan, error) {
 	}
 	reqs := s.Requirements
 	if reqs == nil {
-		if r := path.Join(wd, "requirements.txt"); all[r] {
+		if r := DefaultRequirements(wd); all[r] {
 			if !deps[r] {
 				return nil, fmt.Errorf("%s is a requirements file but its source is not a dependency (ClassDeps) source", r)
 			}

@@ -286,14 +286,11 @@ func (p *Publisher) Publish(ctx context.Context, res *build.Result) (*Report, er
 			local = append(local, d)
 		}
 	}
-	// What the tags hold now and the new config go over the network while the early uploads
-	// finish.
-	var prev chan previous
+	// What the tags hold now (read while the layers were built: this rarely waits) decides
+	// which configs to send, and how; they go while the early uploads finish.
+	var pr previous
 	if len(todo) > 0 {
-		prev = make(chan previous, 1)
-		// The tags were read while the layers were built: this rarely waits.
-		pr := p.previous(ctx, digest, todo)
-		prev <- pr
+		pr = p.previous(ctx, digest, todo)
 		if imgs, err := res.Images(); err == nil {
 			for _, img := range imgs {
 				if cl, err := partial.ConfigLayer(img); err == nil {
@@ -311,10 +308,7 @@ func (p *Publisher) Publish(ctx context.Context, res *build.Result) (*Report, er
 	g, gctx := errgroup.WithContext(ctx)
 	if len(todo) > 0 {
 		g.Go(func() error {
-			err := errNoPrevious
-			if prev != nil {
-				err = p.pushOver(gctx, res, <-prev)
-			}
+			err := p.pushOver(gctx, res, pr)
 			if errors.Is(err, errNoPrevious) {
 				err = remote.MultiWrite(todo, append(p.opts, remote.WithContext(gctx))...)
 			}
