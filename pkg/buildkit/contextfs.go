@@ -82,11 +82,11 @@ func newContextFS(p *plan, epochSec int64) *contextFS {
 			case layer.TypeDir:
 				dir(np, e.Mode.Perm()|e.Mode&(fs.ModeSetgid|fs.ModeSticky))
 			case layer.TypeSymlink:
-				c.add(&ctxNode{stat: &types.Stat{Path: np, Mode: uint32(fs.ModeSymlink | 0o777), Linkname: e.Linkname,
-					ModTime: base + nanos(e.ModTime().UnixNano(), 0, 0, e.Linkname)}})
+				c.add(&ctxNode{stat: &types.Stat{Path: np, Mode: uint32(fs.ModeSymlink | 0o777), Linkname: e.Linkname(),
+					ModTime: base + nanos(e.ModTime().UnixNano(), 0, 0, e.Linkname())}})
 			case layer.TypeHardlink:
-				if files[e.Linkname] {
-					c.add(&ctxNode{stat: &types.Stat{Path: np, Mode: uint32(e.Mode), Linkname: g.dir + "/" + e.Linkname, ModTime: base}})
+				if files[e.Linkname()] {
+					c.add(&ctxNode{stat: &types.Stat{Path: np, Mode: uint32(e.Mode), Linkname: g.dir + "/" + e.Linkname(), ModTime: base}})
 					continue
 				}
 				fallthrough // the first name is in another layer: a copy here

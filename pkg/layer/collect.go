@@ -215,6 +215,7 @@ func walkDirPortable(ctx context.Context, entries []Entry, root, dest string, ig
 		case mode.IsRegular():
 			e := fileEntry(files, target, fi)
 			e.Class = class
+			files = e.src // the next file is most likely on the same device: it shares this origin
 			entries = append(entries, e)
 		case mode&fs.ModeSymlink != 0:
 			link, err := os.Readlink(p)
@@ -224,7 +225,7 @@ func walkDirPortable(ctx context.Context, entries []Entry, root, dest string, ig
 			if err := checkSymlink(realRoot, p, rel, link); err != nil {
 				return err
 			}
-			e := Entry{Path: target, Type: TypeSymlink, Mode: 0o777, Linkname: link, Class: class}
+			e := Entry{Path: target, Type: TypeSymlink, Mode: 0o777, src: linkOrigin(link), Class: class}
 			e.setModTime(fi.ModTime())
 			entries = append(entries, e)
 		default:
@@ -370,13 +371,13 @@ func markHardlinks(entries []Entry) {
 	first := map[id]string{}
 	for i := range entries {
 		e := &entries[i]
-		if e.Type != TypeFile || e.nlink < 2 || e.ino == 0 {
+		if e.Type != TypeFile || !e.multiLink || e.ino == 0 {
 			continue
 		}
-		k := id{e.dev, e.ino}
+		k := id{e.dev(), e.ino}
 		if p, ok := first[k]; ok {
 			e.Type = TypeHardlink
-			e.Linkname = p
+			e.src = e.src.withLink(p)
 			continue
 		}
 		first[k] = e.Path

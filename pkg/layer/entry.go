@@ -39,28 +39,28 @@ type Entry struct {
 	// Path is slash-separated, relative to the image root, cleaned, without a leading slash
 	// ("app/train.py").
 	Path string
-	// Linkname is a symlink's target, verbatim.
-	Linkname string
-	// src is where a regular file's content comes from (nil for directories and symlinks).
+	// src is where a regular file's content comes from, and a link's target (nil for
+	// directories).
 	src *origin
 	// Size of a regular file's content.
 	Size int64
-	// local modification time (the tar writer clamps it), change time and identity, for the
-	// stat cache and hard-link detection
+	// local modification time (the tar writer clamps it), change time and inode, for the
+	// stat cache and hard-link detection (the device is the origin's)
 	mtimeNs, ctimeNs int64
-	dev, ino         uint64
+	ino              uint64
 	// content digest of a regular file, set by HashEntries
 	digest [32]byte
 	// Mode holds the permission bits plus setuid, setgid and sticky.
-	Mode  fs.FileMode
-	nlink uint32
-	Type  EntryType
+	Mode fs.FileMode
+	Type EntryType
 	// Class decides the layer the entry lands in.
 	Class Class
 	// hashed: digest is set (HashEntries, or the tar writer); fromStat: by the stat cache
 	hashed, fromStat bool
 	// hasMtime: mtimeNs is set (generated content and the destination directory have none)
 	hasMtime bool
+	// multiLink: the file has other names (more than one link), which may be in the context
+	multiLink bool
 }
 
 // origin is where the content of regular files comes from: one per walked directory (a
@@ -74,6 +74,11 @@ type origin struct {
 	file string
 	// data is generated content.
 	data []byte
+	// dev is the device of the files found there (a walk crossing a mount point has one
+	// origin per device): one copy instead of one per file.
+	dev uint64
+	// link is a symlink's target, verbatim, or the first name of a hard link.
+	link string
 }
 
 // followsLinks reports whether the file is opened through a symlink: only a file named on its
@@ -83,6 +88,41 @@ func (o *origin) followsLinks() bool { return o.file != "" }
 func dirOrigin(prefix string, strip int) *origin { return &origin{prefix: prefix, strip: strip} }
 func fileOrigin(file string) *origin             { return &origin{file: file} }
 func dataOrigin(data []byte) *origin             { return &origin{data: data} }
+func linkOrigin(target string) *origin           { return &origin{link: target} }
+
+// withLink is o (nil for none) with the link target set to target.
+func (o *origin) withLink(target string) *origin {
+	c := &origin{}
+	if o != nil {
+		*c = *o
+	}
+	c.link = target
+	return c
+}
+
+// withDev is o with the device set to dev.
+func (o *origin) withDev(dev uint64) *origin {
+	c := *o
+	c.dev = dev
+	return &c
+}
+
+// Linkname is a symlink's target, verbatim, or the first name of a hard link ("" for files
+// and directories).
+func (e *Entry) Linkname() string {
+	if e.src == nil {
+		return ""
+	}
+	return e.src.link
+}
+
+// dev is the device of a local file (0 otherwise).
+func (e *Entry) dev() uint64 {
+	if e.src == nil {
+		return 0
+	}
+	return e.src.dev
+}
 
 // SourcePath is the local file holding a regular file's content ("" for generated content).
 func (e *Entry) SourcePath() string {
@@ -150,7 +190,7 @@ func (e *Entry) statKey() statKey {
 		MtimeNs: e.mtimeNs,
 		CtimeNs: e.ctimeNs,
 		Ino:     e.ino,
-		Dev:     e.dev,
+		Dev:     e.dev(),
 		Mode:    uint32(e.Mode),
 	}
 }

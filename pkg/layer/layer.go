@@ -308,7 +308,7 @@ func (b *Builder) key(entries iter.Seq[*Entry]) (string, error) {
 		line = append(line, 0)
 		line = strconv.AppendInt(line, e.Size, 10)
 		line = append(line, 0)
-		line = append(line, e.Linkname...)
+		line = append(line, e.Linkname()...)
 		line = append(line, 0)
 		if e.Type == TypeFile {
 			line = hex.AppendEncode(line, e.digest[:])

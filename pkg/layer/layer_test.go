@@ -224,7 +224,7 @@ func TestHardlinks(t *testing.T) {
 			b = &entries[i]
 		}
 	}
-	if b == nil || b.Type != TypeHardlink || b.Linkname != "app/a" {
+	if b == nil || b.Type != TypeHardlink || b.Linkname() != "app/a" {
 		t.Fatalf("b = %+v, want a hard link to app/a", b)
 	}
 	files := readLayerTar(t, buildOne(t, t.TempDir(), entries, Options{}))
@@ -620,8 +620,10 @@ func TestStatCacheFile(t *testing.T) {
 		return statKey{Size: int64(i), MtimeNs: old.UnixNano(), CtimeNs: 2, Ino: uint64(100 + i), Dev: 5, Mode: 0o644}
 	}
 	entry := func(i int, p string) Entry {
-		return Entry{Path: p, Type: TypeFile, src: fileOrigin("/src/" + p), Size: int64(i), mtimeNs: old.UnixNano(), hasMtime: true,
-			ctimeNs: 2, ino: uint64(100 + i), dev: 5, Mode: 0o644, digest: [32]byte{byte(i)}, hashed: true}
+		src := fileOrigin("/src/" + p)
+		src.dev = 5
+		return Entry{Path: p, Type: TypeFile, src: src, Size: int64(i), mtimeNs: old.UnixNano(), hasMtime: true,
+			ctimeNs: 2, ino: uint64(100 + i), Mode: 0o644, digest: [32]byte{byte(i)}, hashed: true}
 	}
 	// Paths that share prefixes every way front coding must get right.
 	paths := []string{"app/a", "app/a/b.py", "app/a/bc.py", "app/ab.py", "app/b.py", "lib/x.py"}
@@ -874,7 +876,7 @@ func TestTarEntriesMergeMatchesSort(t *testing.T) {
 	show := func(es []Entry) string {
 		var b strings.Builder
 		for _, e := range es {
-			fmt.Fprintf(&b, "%s %v %o %s\n", e.Path, e.Type, e.Mode, e.Linkname)
+			fmt.Fprintf(&b, "%s %v %o %s\n", e.Path, e.Type, e.Mode, e.Linkname())
 		}
 		return b.String()
 	}

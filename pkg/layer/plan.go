@@ -419,9 +419,9 @@ func copyForeignLinks(out []Entry) {
 		case TypeFile:
 			files[out[i].Path] = true
 		case TypeHardlink:
-			if !files[out[i].Linkname] {
+			if !files[out[i].Linkname()] {
 				out[i].Type = TypeFile
-				out[i].Linkname = ""
+				out[i].src = out[i].src.withLink("")
 				files[out[i].Path] = true
 			}
 		}

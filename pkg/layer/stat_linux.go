@@ -14,7 +14,10 @@ func fillStat(e *Entry, fi fs.FileInfo) {
 	if !ok {
 		return
 	}
-	e.dev, e.ino, e.nlink = uint64(st.Dev), st.Ino, uint32(st.Nlink)
+	if e.src != nil && e.src.dev != uint64(st.Dev) {
+		e.src = e.src.withDev(uint64(st.Dev))
+	}
+	e.ino, e.multiLink = st.Ino, st.Nlink > 1
 	e.ctimeNs = st.Ctim.Nano()
 }
 

@@ -52,10 +52,10 @@ func (o TarOptions) header(e *Entry) *tar.Header {
 		h.Size = e.Size
 	case TypeSymlink:
 		h.Typeflag = tar.TypeSymlink
-		h.Linkname = e.Linkname
+		h.Linkname = e.Linkname()
 	case TypeHardlink:
 		h.Typeflag = tar.TypeLink
-		h.Linkname = e.Linkname
+		h.Linkname = e.Linkname()
 	}
 	return h
 }

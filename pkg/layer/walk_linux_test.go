@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/moby/patternmatcher"
+	"golang.org/x/sys/unix"
 )
 
 // walkTree makes a context with what a walk must reproduce field by field: nested and empty
@@ -111,6 +112,17 @@ func TestWalkDirMatchesPortable(t *testing.T) {
 			have := map[string]Entry{}
 			for _, e := range got {
 				have[e.Path] = e
+				if e.Type != TypeFile {
+					continue
+				}
+				// The device the stat cache trusts is the file's own, though entries share it.
+				var st unix.Stat_t
+				if err := unix.Lstat(e.SourcePath(), &st); err != nil {
+					t.Fatal(err)
+				}
+				if k := e.statKey(); k.Dev != uint64(st.Dev) || k.Ino != st.Ino {
+					t.Fatalf("%s: stat key device %d inode %d, want %d %d", e.Path, k.Dev, k.Ino, st.Dev, st.Ino)
+				}
 			}
 			for _, p := range tc.mustHave {
 				if _, ok := have[p]; !ok {

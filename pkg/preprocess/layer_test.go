@@ -39,7 +39,7 @@ func TestLayerCollectAgrees(t *testing.T) {
 				case layer.TypeFile, layer.TypeSymlink, layer.TypeHardlink:
 					if p := "/" + e.Path; !within(DefaultRuntimeDir, p) {
 						if e.Type == layer.TypeSymlink {
-							p += " -> " + e.Linkname
+							p += " -> " + e.Linkname()
 						}
 						got = append(got, p)
 					}
