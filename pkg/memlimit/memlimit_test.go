@@ -10,17 +10,20 @@ import (
 
 func TestLimitFor(t *testing.T) {
 	for _, tc := range []struct {
-		live            uint64
+		live, own       uint64
 		floor, headroom int64
 		want            int64
 	}{
 		{live: 10 << 20, floor: 48 << 20, headroom: 16 << 20, want: 48 << 20},
 		{live: 40 << 20, floor: 48 << 20, headroom: 16 << 20, want: 56 << 20},
-		{live: 1 << 30, floor: 48 << 20, headroom: 16 << 20, want: 1<<30 + 16<<20},
+		{live: 30 << 20, own: 8 << 20, floor: 48 << 20, headroom: 16 << 20, want: 54 << 20},
+		{live: 1 << 30, own: 1 << 20, floor: 48 << 20, headroom: 16 << 20, want: 1<<30 + 17<<20},
 		{live: math.MaxUint64, floor: 48 << 20, headroom: 16 << 20, want: math.MaxInt64},
+		{live: 1 << 20, own: math.MaxUint64 - 1<<20, floor: 48 << 20, headroom: 16 << 20, want: math.MaxInt64},
+		{live: math.MaxInt64 - 8<<20, own: 1 << 20, floor: 48 << 20, headroom: 16 << 20, want: math.MaxInt64},
 	} {
-		if got := limitFor(tc.live, tc.floor, tc.headroom); got != tc.want {
-			t.Errorf("limitFor(%d, %d, %d) = %d, want %d", tc.live, tc.floor, tc.headroom, got, tc.want)
+		if got := limitFor(tc.live, tc.own, tc.floor, tc.headroom); got != tc.want {
+			t.Errorf("limitFor(%d, %d, %d, %d) = %d, want %d", tc.live, tc.own, tc.floor, tc.headroom, got, tc.want)
 		}
 	}
 }
