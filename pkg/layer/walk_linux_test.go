@@ -487,3 +487,30 @@ func TestWalkDirIntoCapacity(t *testing.T) {
 		})
 	}
 }
+
+// The arena's strings are a+b+c and stay so while later ones are carved, across blocks and
+// for paths too long to share one.
+func TestPathArena(t *testing.T) {
+	var pa pathArena
+	long := strings.Repeat("d/", pathBlock/8)
+	type made struct{ got, want string }
+	var all []made
+	for i := range 5000 {
+		a, b, c := "app/", fmt.Sprintf("dir%d/", i%37), []byte(fmt.Sprintf("file-%d.py", i))
+		switch {
+		case i%1000 == 999:
+			b = long
+		case i%777 == 0:
+			a, b, c = "", "", nil
+		}
+		want := a + b + string(c)
+		got := pa.join(a, b, c)
+		c = append(c[:0], "overwritten"...) // the caller's bytes are reused, as getdents' buffer is
+		all = append(all, made{got, want})
+	}
+	for i, m := range all {
+		if m.got != m.want {
+			t.Fatalf("join %d = %q, want %q", i, m.got, m.want)
+		}
+	}
+}
