@@ -74,6 +74,10 @@ type Publisher struct {
 	uploads *errgroup.Group
 	o       Options
 	done    sync.Once
+	rc      registryclient.Config // with the recorder in its transport
+
+	spareMu sync.Mutex
+	spares  map[name.Repository]*spareUpload
 }
 
 // finish closes the progress channel once every upload is over.
@@ -91,6 +95,7 @@ func (p *Publisher) Abort() {
 	if p.uploads != nil {
 		p.uploads.Wait()
 	}
+	p.dropSpares()
 	p.finish()
 }
 
@@ -115,6 +120,7 @@ func NewPublisher(ctx context.Context, dests []Destination, o Options) (*Publish
 		}
 		return p.rec.wrap(rt)
 	}
+	p.rc = rc
 	opts, err := rc.RemoteOptions(ctx)
 	if err != nil {
 		return nil, err
@@ -162,6 +168,15 @@ func (p *Publisher) Pushes() bool { return len(p.repos) > 0 }
 // streamed as it grows, without asking the registry for it first.
 func (p *Publisher) Upload(l v1.Layer) {
 	for _, repo := range p.repos {
+		// New content: a new config will follow, into a session opened now.
+		p.spare(repo)
+	}
+	p.upload(l)
+}
+
+// upload is Upload without opening spare sessions.
+func (p *Publisher) upload(l v1.Layer) {
+	for _, repo := range p.repos {
 		p.uploads.Go(func() error {
 			if err := p.pusher.Upload(p.ctx, repo, l); err != nil {
 				// A layer of ours is named by what it holds; whether its digest is known by
@@ -183,15 +198,16 @@ func (p *Publisher) Upload(l v1.Layer) {
 // lack it. Against a previous image, a config other than its own is new content (it names
 // this build's layers), so it is sent without asking for it first, as a layer still being
 // written is: one round trip fewer on the way to the manifest, the last step of every build.
+// Into a spare session (a layer was sent: see spareUpload) it is one request whatever is known.
 // The same config as the previous image's is there already, and not sent.
 func (p *Publisher) uploadConfig(cl v1.Layer, pr previous) {
 	if pr.err != nil {
-		p.Upload(cl) // nothing known: asked about first
+		p.upload(cl) // nothing known: asked about first
 		return
 	}
 	d, err := cl.Digest()
 	if err != nil {
-		p.Upload(cl)
+		p.upload(cl)
 		return
 	}
 	seen := map[name.Repository]bool{}
@@ -205,13 +221,31 @@ func (p *Publisher) uploadConfig(cl v1.Layer, pr previous) {
 		if len(pr.present[repo]) > 0 {
 			l = &freshBlob{Layer: cl}
 		}
+		s := p.takeSpare(repo)
 		p.uploads.Go(func() error {
+			if s != nil {
+				// Into the session opened while the layers were written: one request. If it
+				// fails the config goes the usual way, which explains any error.
+				if data, err := readBlob(cl); err == nil && p.put(p.ctx, s, d, data) == nil {
+					return nil
+				}
+			}
 			if err := p.pusher.Upload(p.ctx, repo, l); err != nil {
 				return fmt.Errorf("image config %s: %w", d, registryclient.Explain(err))
 			}
 			return nil
 		})
 	}
+}
+
+// readBlob reads a small blob (an image config) whole.
+func readBlob(l v1.Layer) ([]byte, error) {
+	rc, err := l.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
 }
 
 // freshBlob is a blob the registry is not asked about before it is sent: until its content
@@ -300,8 +334,17 @@ func (p *Publisher) Publish(ctx context.Context, res *build.Result) (*Report, er
 		}
 	}
 	if p.uploads != nil {
-		if err := p.uploads.Wait(); err != nil {
+		err := p.uploads.Wait()
+		p.dropSpares()
+		if err != nil {
 			return nil, fmt.Errorf("push: %w", err)
+		}
+	}
+	// Configs written into spare sessions are there: the pusher, which did not send them,
+	// would ask.
+	for repo, d := range p.spareSent() {
+		if known := pr.present[repo]; known != nil {
+			known[d] = true
 		}
 	}
 

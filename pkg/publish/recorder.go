@@ -71,6 +71,9 @@ func (r *recorder) observe(req *http.Request, resp *http.Response, body *countin
 func (r *recorder) present(digest string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.pushed[digest] {
+		return // sent by this push: not a blob that was there
+	}
 	if r.skipped == nil {
 		r.skipped = map[string]bool{}
 	}

@@ -168,6 +168,23 @@ func (c Config) RemoteOptions(ctx context.Context) ([]remote.Option, error) {
 	return opts, nil
 }
 
+// PushTransport is an authenticated transport for writing to repo, for the few requests
+// ggcr's remote does not make itself (an upload session opened before its blob exists).
+func (c Config) PushTransport(ctx context.Context, repo name.Repository) (http.RoundTripper, error) {
+	t, err := c.Transport()
+	if err != nil {
+		return nil, err
+	}
+	if c.UserAgent != "" {
+		t = transport.NewUserAgent(t, c.UserAgent)
+	}
+	auth, err := authn.Resolve(ctx, c.keychain(ctx), repo)
+	if err != nil {
+		return nil, fmt.Errorf("credentials for %s: %w", repo, err)
+	}
+	return transport.NewWithContext(ctx, repo.Registry, auth, t, []string{repo.Scope(transport.PushScope)})
+}
+
 // Explain turns the registry errors users hit most into a sentence that says what to do,
 // keeping the original error wrapped. Credentials never appear: ggcr redacts them.
 func Explain(err error) error {

@@ -1,0 +1,184 @@
+package publish
+
+import (
+	"context"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
+
+	"github.com/fairing-dev/fairing/pkg/build"
+	"github.com/fairing-dev/fairing/pkg/registryclient"
+)
+
+// sessions is a registry in front of ggcr's that keeps the upload conversation: which
+// sessions were opened, what was written into each, and how each ended.
+type sessions struct {
+	h             http.Handler
+	refuseOneShot bool // answer a PUT that carries the whole blob with 400
+
+	mu      sync.Mutex
+	opened  []string          // session paths, from POST's Location
+	patched map[string]bool   // sessions that got a PATCH
+	closed  map[string]string // session path → "put DIGEST" or "delete"
+	oneShot map[string]string // digest → session path, for PUTs that carried the blob
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) { w.status = code; w.ResponseWriter.WriteHeader(code) }
+
+func (s *sessions) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Path
+	oneShot := r.Method == http.MethodPut && strings.Contains(p, "/blobs/uploads/") && r.ContentLength > 0
+	if oneShot && s.refuseOneShot {
+		http.Error(w, `{"errors":[{"code":"BLOB_UPLOAD_INVALID","message":"send it in a PATCH"}]}`, http.StatusBadRequest)
+		return
+	}
+	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	s.h.ServeHTTP(sw, r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case r.Method == http.MethodPost && sw.status == http.StatusAccepted:
+		s.opened = append(s.opened, strings.SplitN(w.Header().Get("Location"), "?", 2)[0])
+	case r.Method == http.MethodPatch:
+		s.patched[p] = true
+	case r.Method == http.MethodPut && strings.Contains(p, "/blobs/uploads/") && sw.status == http.StatusCreated:
+		d := r.URL.Query().Get("digest")
+		s.closed[p] = "put " + d
+		if oneShot && !s.patched[p] {
+			s.oneShot[d] = p
+		}
+	case r.Method == http.MethodDelete && strings.Contains(p, "/blobs/uploads/"):
+		s.closed[p] = "delete"
+	}
+}
+
+func (s *sessions) reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opened, s.patched, s.closed, s.oneShot = nil, map[string]bool{}, map[string]string{}, map[string]string{}
+}
+
+// dangling lists the sessions opened and never closed.
+func (s *sessions) dangling() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, o := range s.opened {
+		if s.closed[o] == "" {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// A rebuild that sends a new layer opens an upload session for the config while the layer
+// goes, and writes the config into it with one request; a registry that refuses that gets the
+// config the usual way; an aborted push leaves no session open.
+func TestConfigIntoSpareSession(t *testing.T) {
+	ctx := context.Background()
+	layer := func() v1.Layer {
+		l, err := random.Layer(2048, "application/vnd.oci.image.layer.v1.tar+gzip")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	img := func(ls ...v1.Layer) v1.Image {
+		i, err := mutate.AppendLayers(empty.Image, ls...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return i
+	}
+	for _, tc := range []struct {
+		name          string
+		refuseOneShot bool
+		abort         bool
+	}{
+		{name: "config in one request"},
+		{name: "registry refuses a blob in one request", refuseOneShot: true},
+		{name: "aborted push", abort: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := &sessions{h: registry.New(registry.Logger(log.New(io.Discard, "", 0)))}
+			reg.reset()
+			s := httptest.NewServer(reg)
+			defer s.Close()
+			rc := registryclient.Config{Jobs: 4}
+			dest, err := ParseDestination(strings.TrimPrefix(s.URL, "http://")+"/team/app:1", rc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			base := []v1.Layer{layer(), layer()}
+			if _, err := Publish(ctx, &build.Result{Image: img(base...)}, []Destination{dest}, Options{Registry: rc}); err != nil {
+				t.Fatal(err)
+			}
+			reg.reset()
+			reg.refuseOneShot = tc.refuseOneShot
+
+			p, err := NewPublisher(ctx, []Destination{dest}, Options{Registry: rc})
+			if err != nil {
+				t.Fatal(err)
+			}
+			added := layer()
+			p.Upload(added) // as the builder does with a layer it wrote
+			next := img(append(base, added)...)
+			if tc.abort {
+				p.Abort()
+				if d := reg.dangling(); len(d) != 0 {
+					t.Fatalf("sessions left open after an abort: %v", d)
+				}
+				if len(reg.opened) < 2 {
+					t.Errorf("opened %v: want the layer's and a spare", reg.opened)
+				}
+				return
+			}
+			rep, err := p.Publish(ctx, &build.Result{Image: next})
+			if err != nil {
+				t.Fatal(err)
+			}
+			config := mustConfigDigest(t, next)
+			_, inOne := reg.oneShot[config]
+			if inOne == tc.refuseOneShot {
+				t.Errorf("config written in one request: %v (sessions %v, closed %v)", inOne, reg.opened, reg.closed)
+			}
+			if d := reg.dangling(); len(d) != 0 {
+				t.Errorf("sessions left open: %v", d)
+			}
+			if !slices.Contains(rep.Pushed, config) || !slices.Contains(rep.Pushed, mustDigest(t, added)) || len(rep.Pushed) != 2 {
+				t.Errorf("pushed %v, want the new layer and the config %s", rep.Pushed, config)
+			}
+			if slices.Contains(rep.Skipped, config) {
+				t.Errorf("the config is reported both sent and found: %v", rep.Skipped)
+			}
+			got, err := remote.Image(dest.Ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d, want := mustDigestOf(t, got), mustDigestOf(t, next); d != want {
+				t.Errorf("tag holds %s, want %s", d, want)
+			}
+			if err := validate.Image(got); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
