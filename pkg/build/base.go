@@ -80,6 +80,25 @@ func chosen(d v1.Descriptor, plats []v1.Platform) bool {
 	return len(plats) == 0 || matchesAny(d.Platform, plats)
 }
 
+// Platforms is how many images Build makes on b for plats: one per chosen platform of a
+// multi-platform base, one otherwise (0 when the base's index cannot be read).
+func (b *Base) Platforms(plats []v1.Platform) int {
+	if b.Index == nil {
+		return 1
+	}
+	im, err := b.Index.IndexManifest()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, d := range im.Manifests {
+		if chosen(d, plats) {
+			n++
+		}
+	}
+	return n
+}
+
 // child is the index's image for d, read once.
 func (b *Base) child(d v1.Descriptor) (v1.Image, error) {
 	b.mu.Lock()

@@ -81,6 +81,10 @@ func TestPrefetchMultiPlatformBase(t *testing.T) {
 			if len(res.Platforms) != len(plats) && tc.want == nil || tc.want != nil && len(res.Platforms) != len(tc.want) {
 				t.Errorf("built for %v", res.Platforms)
 			}
+			// Platforms says beforehand how many images (configs) the build makes.
+			if n := b.Platforms(tc.want); n != len(res.Platforms) {
+				t.Errorf("Platforms = %d, built %d", n, len(res.Platforms))
+			}
 		})
 	}
 }

@@ -227,6 +227,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			b.Image, b.Index = meta.Image(b.Image), meta.Index(b.Index)
 		}
 		if err == nil {
+			// One config per platform, each into an upload session opened in advance.
+			pub.ExpectConfigs(b.Platforms(plats))
 			err = b.Prefetch(plats) // now, in parallel with the layers
 		}
 		baseCh <- baseResult{b, err, time.Since(t)}

@@ -76,8 +76,10 @@ type Publisher struct {
 	done    sync.Once
 	rc      registryclient.Config // with the recorder in its transport
 
-	spareMu sync.Mutex
-	spares  map[name.Repository]*spareUpload
+	spareMu    sync.Mutex
+	spares     map[name.Repository][]*spareUpload
+	clients    map[name.Repository]*pushClient
+	wantSpares int // configs expected (ExpectConfigs); 0 means one
 }
 
 // finish closes the progress channel once every upload is over.
@@ -342,9 +344,11 @@ func (p *Publisher) Publish(ctx context.Context, res *build.Result) (*Report, er
 	}
 	// Configs written into spare sessions are there: the pusher, which did not send them,
 	// would ask.
-	for repo, d := range p.spareSent() {
+	for repo, ds := range p.spareSent() {
 		if known := pr.present[repo]; known != nil {
-			known[d] = true
+			for _, d := range ds {
+				known[d] = true
+			}
 		}
 	}
 

@@ -27,66 +27,98 @@ type spareUpload struct {
 	sent   v1.Hash  // the blob it holds, once written
 }
 
-// spare opens repo's spare session in the background, once per publisher.
+// pushClient is an authenticated client for one repository, made once (a ping, and a token
+// where the registry wants one) and shared by its spare sessions.
+type pushClient struct {
+	ready  chan struct{}
+	client *http.Client // nil: none could be made
+}
+
+// ExpectConfigs says how many image configs the build will have (one per platform): as many
+// spare sessions are opened per repository once a layer is sent. Default one.
+func (p *Publisher) ExpectConfigs(n int) {
+	p.spareMu.Lock()
+	p.wantSpares = n
+	var open []name.Repository
+	for repo := range p.spares {
+		open = append(open, repo) // a layer was sent already: open the rest now
+	}
+	p.spareMu.Unlock()
+	for _, repo := range open {
+		p.spare(repo)
+	}
+}
+
+// spare opens repo's spare sessions in the background, as many as configs are expected.
 func (p *Publisher) spare(repo name.Repository) {
 	p.spareMu.Lock()
 	defer p.spareMu.Unlock()
-	if p.spares[repo] != nil {
-		return
-	}
 	if p.spares == nil {
-		p.spares = map[name.Repository]*spareUpload{}
+		p.spares = map[name.Repository][]*spareUpload{}
+		p.clients = map[name.Repository]*pushClient{}
 	}
-	s := &spareUpload{ready: make(chan struct{})}
-	p.spares[repo] = s
-	go func() {
-		defer close(s.ready)
-		s.client, s.loc = p.openUpload(p.ctx, repo)
-	}()
+	pc := p.clients[repo]
+	if pc == nil {
+		pc = &pushClient{ready: make(chan struct{})}
+		p.clients[repo] = pc
+		go func() {
+			defer close(pc.ready)
+			if rt, err := p.rc.PushTransport(p.ctx, repo); err == nil {
+				pc.client = &http.Client{Transport: rt}
+			}
+		}()
+	}
+	for len(p.spares[repo]) < max(1, p.wantSpares) {
+		s := &spareUpload{ready: make(chan struct{})}
+		p.spares[repo] = append(p.spares[repo], s)
+		go func() {
+			defer close(s.ready)
+			<-pc.ready
+			if pc.client != nil {
+				s.client, s.loc = pc.client, p.openUpload(p.ctx, pc.client, repo)
+			}
+		}()
+	}
 }
 
-// takeSpare returns repo's spare session for one blob, or nil.
+// takeSpare returns one of repo's spare sessions for one blob, or nil.
 func (p *Publisher) takeSpare(repo name.Repository) *spareUpload {
 	p.spareMu.Lock()
 	defer p.spareMu.Unlock()
-	s := p.spares[repo]
-	if s == nil || s.used {
-		return nil
+	for _, s := range p.spares[repo] {
+		if !s.used {
+			s.used = true
+			return s
+		}
 	}
-	s.used = true
-	return s
+	return nil
 }
 
 // openUpload starts an upload (POST /v2/REPO/blobs/uploads/). Any failure means no spare: the
 // blob then goes through the pusher, which reports errors properly.
-func (p *Publisher) openUpload(ctx context.Context, repo name.Repository) (*http.Client, *url.URL) {
-	rt, err := p.rc.PushTransport(ctx, repo)
-	if err != nil {
-		return nil, nil
-	}
-	client := &http.Client{Transport: rt}
+func (p *Publisher) openUpload(ctx context.Context, client *http.Client, repo name.Repository) *url.URL {
 	u := url.URL{Scheme: repo.Scheme(), Host: repo.RegistryStr(), Path: fmt.Sprintf("/v2/%s/blobs/uploads/", repo.RepositoryStr())}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), nil)
 	if err != nil {
-		return nil, nil
+		return nil
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, nil
+		return nil
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, resp.Body)
 	loc, err := url.Parse(resp.Header.Get("Location"))
 	if resp.StatusCode != http.StatusAccepted || resp.Header.Get("Location") == "" || err != nil {
-		return nil, nil
+		return nil
 	}
 	loc = resp.Request.URL.ResolveReference(loc)
 	if loc.Host != resp.Request.URL.Host {
 		// Uploads sent elsewhere (a storage service) are left to ggcr, which vets the host.
 		p.cancelUpload(client, loc)
-		return nil, nil
+		return nil
 	}
-	return client, loc
+	return loc
 }
 
 // put writes the blob into the session and closes it: one request. A session the registry
@@ -122,18 +154,20 @@ func (p *Publisher) put(ctx context.Context, s *spareUpload, digest v1.Hash, dat
 	return nil
 }
 
-// spareSent is the blob each repository's spare session holds, for those written.
-func (p *Publisher) spareSent() map[name.Repository]v1.Hash {
+// spareSent lists the blobs written into each repository's spare sessions.
+func (p *Publisher) spareSent() map[name.Repository][]v1.Hash {
 	p.spareMu.Lock()
 	defer p.spareMu.Unlock()
-	sent := map[name.Repository]v1.Hash{}
-	for repo, s := range p.spares {
-		select {
-		case <-s.ready:
-			if s.sent != (v1.Hash{}) {
-				sent[repo] = s.sent
+	sent := map[name.Repository][]v1.Hash{}
+	for repo, ss := range p.spares {
+		for _, s := range ss {
+			select {
+			case <-s.ready:
+				if s.sent != (v1.Hash{}) {
+					sent[repo] = append(sent[repo], s.sent)
+				}
+			default:
 			}
-		default:
 		}
 	}
 	return sent
@@ -146,11 +180,13 @@ var errNoSpare = fmt.Errorf("no upload session open")
 func (p *Publisher) dropSpares() {
 	p.spareMu.Lock()
 	var unused []*spareUpload
-	for _, s := range p.spares {
-		if !s.used {
-			unused = append(unused, s)
+	for _, ss := range p.spares {
+		for _, s := range ss {
+			if !s.used {
+				unused = append(unused, s)
+			}
+			s.used = true
 		}
-		s.used = true
 	}
 	p.spareMu.Unlock()
 	for _, s := range unused {

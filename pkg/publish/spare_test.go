@@ -182,3 +182,75 @@ func TestConfigIntoSpareSession(t *testing.T) {
 		})
 	}
 }
+
+// With a config per platform announced (ExpectConfigs), every platform's config goes into a
+// session of its own opened while the layer was sent; sessions opened and not needed (more
+// announced than came) are deleted.
+func TestConfigsOfEveryPlatformIntoSpareSessions(t *testing.T) {
+	ctx := context.Background()
+	layer := func() v1.Layer {
+		l, err := random.Layer(2048, "application/vnd.oci.image.layer.v1.tar+gzip")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	index := func(l v1.Layer, archs ...string) v1.ImageIndex {
+		idx := mutate.IndexMediaType(empty.Index, "application/vnd.oci.image.index.v1+json")
+		for _, a := range archs {
+			img, err := mutate.ConfigFile(empty.Image, &v1.ConfigFile{OS: "linux", Architecture: a, RootFS: v1.RootFS{Type: "layers"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if img, err = mutate.AppendLayers(img, l); err != nil {
+				t.Fatal(err)
+			}
+			idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: a}}})
+		}
+		return idx
+	}
+	archs := []string{"amd64", "arm64", "s390x"}
+	for _, announced := range []int{3, 5} {
+		reg := &sessions{h: registry.New(registry.Logger(log.New(io.Discard, "", 0)))}
+		reg.reset()
+		s := httptest.NewServer(reg)
+		rc := registryclient.Config{Jobs: 4}
+		dest, err := ParseDestination(strings.TrimPrefix(s.URL, "http://")+"/team/app:1", rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Publish(ctx, &build.Result{Index: index(layer(), archs...)}, []Destination{dest}, Options{Registry: rc}); err != nil {
+			t.Fatal(err)
+		}
+		reg.reset()
+		p, err := NewPublisher(ctx, []Destination{dest}, Options{Registry: rc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		edited := layer()
+		p.Upload(edited)
+		p.ExpectConfigs(announced) // the base is read after the first layer went: more sessions now
+		next := index(edited, archs...)
+		if _, err := p.Publish(ctx, &build.Result{Index: next}); err != nil {
+			t.Fatal(err)
+		}
+		im, _ := next.IndexManifest()
+		for _, d := range im.Manifests {
+			img, _ := next.Image(d.Digest)
+			if _, ok := reg.oneShot[mustConfigDigest(t, img)]; !ok {
+				t.Errorf("announced %d: the %s config was not written in one request (closed %v)", announced, d.Platform.Architecture, reg.closed)
+			}
+		}
+		if d := reg.dangling(); len(d) != 0 {
+			t.Errorf("announced %d: sessions left open: %v", announced, d)
+		}
+		got, err := remote.Index(dest.Ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := validate.Index(got); err != nil {
+			t.Errorf("announced %d: %v", announced, err)
+		}
+		s.Close()
+	}
+}
