@@ -302,6 +302,9 @@ func (r *endReader) Read(b []byte) (int, error) {
 // points to is in place, so a failure never leaves a tag on an incomplete image.
 func (p *Publisher) Publish(ctx context.Context, res *build.Result) (*Report, error) {
 	defer p.finish()
+	// Sessions opened for configs that did not come are deleted after the manifests are
+	// written, so that the DELETEs never delay them.
+	defer p.dropSpares()
 	digest, err := res.Digest()
 	if err != nil {
 		return nil, err
@@ -336,9 +339,7 @@ func (p *Publisher) Publish(ctx context.Context, res *build.Result) (*Report, er
 		}
 	}
 	if p.uploads != nil {
-		err := p.uploads.Wait()
-		p.dropSpares()
-		if err != nil {
+		if err := p.uploads.Wait(); err != nil {
 			return nil, fmt.Errorf("push: %w", err)
 		}
 	}
