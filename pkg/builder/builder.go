@@ -193,6 +193,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		// Content the destination has never seen goes up while it is compressed.
 		o.Layer.OnStream = pub.Upload
 	}
+	if o.ContextRef != "" {
+		// A build pod runs because the context changed, and its layers are in the registry
+		// already: the image config is what it will upload, into sessions opened now.
+		pub.ExpectNewImage()
+	}
 	// A layer the cache lacks may be in the destination's previous image: found by its key,
 	// it is reused rather than written.
 	if prev := previousImage(ctx, dests, tags, meta); prev != nil {

@@ -169,11 +169,17 @@ func (p *Publisher) Pushes() bool { return len(p.repos) > 0 }
 // back from Publish. A blob still being written (Digest is stream.ErrNotComputed) is
 // streamed as it grows, without asking the registry for it first.
 func (p *Publisher) Upload(l v1.Layer) {
+	p.ExpectNewImage() // new content: a new config will follow
+	p.upload(l)
+}
+
+// ExpectNewImage opens, in the background, the upload sessions the new image's configs will be
+// written into (see spareUpload). Upload does it; a build whose layers are all in the registry
+// already (a build pod appending a pushed context) calls it when it starts.
+func (p *Publisher) ExpectNewImage() {
 	for _, repo := range p.repos {
-		// New content: a new config will follow, into a session opened now.
 		p.spare(repo)
 	}
-	p.upload(l)
 }
 
 // upload is Upload without opening spare sessions.
@@ -200,7 +206,7 @@ func (p *Publisher) upload(l v1.Layer) {
 // lack it. Against a previous image, a config other than its own is new content (it names
 // this build's layers), so it is sent without asking for it first, as a layer still being
 // written is: one round trip fewer on the way to the manifest, the last step of every build.
-// Into a spare session (a layer was sent: see spareUpload) it is one request whatever is known.
+// Into a spare session (see spareUpload) that is one request.
 // The same config as the previous image's is there already, and not sent.
 func (p *Publisher) uploadConfig(cl v1.Layer, pr previous) {
 	if pr.err != nil {
@@ -220,10 +226,11 @@ func (p *Publisher) uploadConfig(cl v1.Layer, pr previous) {
 		}
 		seen[repo] = true
 		var l v1.Layer = cl // a repository with no image known: it may be there; asked about
+		var s *spareUpload
 		if len(pr.present[repo]) > 0 {
 			l = &freshBlob{Layer: cl}
+			s = p.takeSpare(repo)
 		}
-		s := p.takeSpare(repo)
 		p.uploads.Go(func() error {
 			if s != nil {
 				// Into the session opened while the layers were written: one request. If it
