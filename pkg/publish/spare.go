@@ -34,11 +34,15 @@ type pushClient struct {
 	client *http.Client // nil: none could be made
 }
 
+// maxSpares bounds the sessions opened per repository: a base of many platforms does not
+// make a burst of uploads the registry may count against a rate limit.
+const maxSpares = 16
+
 // ExpectConfigs says how many image configs the build will have (one per platform): as many
-// spare sessions are opened per repository once a layer is sent. Default one.
+// spare sessions (up to maxSpares) are opened per repository once a layer is sent. Default one.
 func (p *Publisher) ExpectConfigs(n int) {
 	p.spareMu.Lock()
-	p.wantSpares = n
+	p.wantSpares = min(n, maxSpares)
 	var open []name.Repository
 	for repo := range p.spares {
 		open = append(open, repo) // a layer was sent already: open the rest now
