@@ -75,6 +75,10 @@ type Publisher struct {
 	o       Options
 	done    sync.Once
 	rc      registryclient.Config // with the recorder in its transport
+	// sessCtx is the build's context, which outlives the uploads' (p.ctx ends when Publish
+	// or Abort has waited for them): a spare session still being opened then is opened, and
+	// deleted, rather than created on the registry by a request whose answer we dropped.
+	sessCtx context.Context
 
 	spareMu    sync.Mutex
 	spares     map[name.Repository][]*spareUpload
@@ -142,6 +146,7 @@ func NewPublisher(ctx context.Context, dests []Destination, o Options) (*Publish
 		p.o.Tags = NewTags(p.opts)
 	}
 	p.uploads, p.ctx = errgroup.WithContext(ctx)
+	p.sessCtx = ctx
 	p.uploads.SetLimit(max(1, rc.Jobs))
 	// The pusher's session with each repository (ping, token) is opened now, while the layers
 	// are still being built, rather than when the first of them is ready: on a busy machine

@@ -67,7 +67,7 @@ func (p *Publisher) spare(repo name.Repository) {
 		p.clients[repo] = pc
 		go func() {
 			defer close(pc.ready)
-			if rt, err := p.rc.PushTransport(p.ctx, repo); err == nil {
+			if rt, err := p.rc.PushTransport(p.sessCtx, repo); err == nil {
 				pc.client = &http.Client{Transport: rt}
 			}
 		}()
@@ -79,7 +79,7 @@ func (p *Publisher) spare(repo name.Repository) {
 			defer close(s.ready)
 			<-pc.ready
 			if pc.client != nil {
-				s.client, s.loc = pc.client, p.openUpload(p.ctx, pc.client, repo)
+				s.client, s.loc = pc.client, p.openUpload(p.sessCtx, pc.client, repo)
 			}
 		}()
 	}
