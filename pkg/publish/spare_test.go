@@ -89,18 +89,20 @@ func (s *sessions) dangling() []string {
 	return out
 }
 
+func randomLayer(t *testing.T) v1.Layer {
+	t.Helper()
+	l, err := random.Layer(2048, "application/vnd.oci.image.layer.v1.tar+gzip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 // A rebuild that sends a new layer opens an upload session for the config while the layer
 // goes, and writes the config into it with one request; a registry that refuses that gets the
 // config the usual way; an aborted push leaves no session open.
 func TestConfigIntoSpareSession(t *testing.T) {
 	ctx := context.Background()
-	layer := func() v1.Layer {
-		l, err := random.Layer(2048, "application/vnd.oci.image.layer.v1.tar+gzip")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l
-	}
 	img := func(ls ...v1.Layer) v1.Image {
 		i, err := mutate.AppendLayers(empty.Image, ls...)
 		if err != nil {
@@ -129,7 +131,7 @@ func TestConfigIntoSpareSession(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			base := []v1.Layer{layer(), layer()}
+			base := []v1.Layer{randomLayer(t), randomLayer(t)}
 			if _, err := Publish(ctx, &build.Result{Image: img(base...)}, []Destination{dest}, Options{Registry: rc}); err != nil {
 				t.Fatal(err)
 			}
@@ -140,7 +142,7 @@ func TestConfigIntoSpareSession(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			added := layer()
+			added := randomLayer(t)
 			if tc.layersThere {
 				if err := remote.WriteLayer(dest.Ref.Context(), added); err != nil {
 					t.Fatal(err)
@@ -203,13 +205,6 @@ func TestConfigIntoSpareSession(t *testing.T) {
 // announced than came) are deleted.
 func TestConfigsOfEveryPlatformIntoSpareSessions(t *testing.T) {
 	ctx := context.Background()
-	layer := func() v1.Layer {
-		l, err := random.Layer(2048, "application/vnd.oci.image.layer.v1.tar+gzip")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l
-	}
 	index := func(l v1.Layer, archs ...string) v1.ImageIndex {
 		idx := mutate.IndexMediaType(empty.Index, "application/vnd.oci.image.index.v1+json")
 		for _, a := range archs {
@@ -234,7 +229,7 @@ func TestConfigsOfEveryPlatformIntoSpareSessions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Publish(ctx, &build.Result{Index: index(layer(), archs...)}, []Destination{dest}, Options{Registry: rc}); err != nil {
+		if _, err := Publish(ctx, &build.Result{Index: index(randomLayer(t), archs...)}, []Destination{dest}, Options{Registry: rc}); err != nil {
 			t.Fatal(err)
 		}
 		reg.reset()
@@ -242,7 +237,7 @@ func TestConfigsOfEveryPlatformIntoSpareSessions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		edited := layer()
+		edited := randomLayer(t)
 		p.Upload(edited)
 		p.ExpectConfigs(announced) // the base is read after the first layer went: more sessions now
 		next := index(edited, archs...)
