@@ -100,43 +100,15 @@ func Plan(entries []Entry, opts PlanOptions) []Group {
 			dirs[entries[i].Path] = entries[i]
 		}
 	}
-	depPaths := make([]string, len(opts.DepsPaths))
-	for i, d := range opts.DepsPaths {
-		depPaths[i] = cleanImagePath(d)
-	}
-	// rank: 0 dependencies, 1 large, 2 source, 3 generated
+	pl := newPlanner(opts)
 	rank := make([]uint8, len(entries))
-	var large []int
-	for i, e := range entries {
-		c := classify(e, opts)
-		for _, d := range depPaths {
-			if e.Type != TypeDir && (e.Path == d || strings.HasPrefix(e.Path, d+"/")) && e.Class != ClassTop {
-				c = ClassDeps
-			}
-		}
-		switch c {
-		case ClassDeps:
-			rank[i] = 0
-		case ClassLarge:
-			rank[i] = 1
-			large = append(large, i)
-		case ClassTop:
-			rank[i] = 3
-		default:
-			rank[i] = 2
-		}
+	for i := range entries {
+		rank[i] = pl.add(&entries[i])
 	}
-	// The biggest files get their own layers; the rest rejoin the source partition.
-	if len(large) > opts.MaxLargeLayers {
-		sort.SliceStable(large, func(a, b int) bool {
-			ea, eb := &entries[large[a]], &entries[large[b]]
-			if ea.Size != eb.Size {
-				return ea.Size > eb.Size
-			}
-			return ea.Path < eb.Path
-		})
-		for _, i := range large[opts.MaxLargeLayers:] {
-			rank[i] = 2
+	own := pl.ownLayers()
+	for _, c := range pl.large {
+		if !own[c.path] {
+			rank[c.index] = rankSource
 		}
 	}
 	var bounds [5]int // entries[bounds[r]:bounds[r+1]] have rank r, in path order
@@ -158,18 +130,147 @@ func Plan(entries []Entry, opts PlanOptions) []Group {
 	}
 	add("dependencies", ClassDeps, deps)
 	for i := range largeEs {
-		add("large: /"+largeEs[i].Path, ClassLarge, largeEs[i:i+1:i+1])
+		add(largeName(&largeEs[i]), ClassLarge, largeEs[i:i+1:i+1])
 	}
-	chunks := chunkSource(source, opts.ChunkBytes)
-	for i, c := range chunks {
-		name := "source"
-		if len(chunks) > 1 {
-			name = fmt.Sprintf("source %d/%d", i+1, len(chunks))
-		}
-		add(name, ClassSource, c)
+	ends := pl.sourceEnds(own)
+	start := 0
+	for i, end := range ends {
+		add(sourceName(i, len(ends)), ClassSource, source[start:end])
+		start = end
 	}
 	add("generated", ClassTop, top)
 	return groups
+}
+
+func largeName(e *Entry) string { return "large: /" + e.Path }
+
+func sourceName(i, n int) string {
+	if n > 1 {
+		return fmt.Sprintf("source %d/%d", i+1, n)
+	}
+	return "source"
+}
+
+// The ranks of entries, in layer order: the plan's layers are the dependencies, the large
+// files, the source chunks and the generated files.
+const (
+	rankDeps uint8 = iota
+	rankLarge
+	rankSource
+	rankTop
+)
+
+// planner decides the layers of entries given to it one by one in path order, keeping 16
+// bytes per source entry rather than the entries: the same decisions whether the entries are
+// a table (Plan) or a stream (makeStream), so both give the same layers.
+type planner struct {
+	opts     PlanOptions
+	depPaths []string
+	// recs are the source entries and large-file candidates, in path order.
+	recs []cutRec
+	// large are the candidates for a layer of their own.
+	large []largeCand
+	n     int
+}
+
+// cutRec is what chunking needs of an entry: its path's hash and its size.
+type cutRec struct {
+	hash uint64
+	size int64
+}
+
+type largeCand struct {
+	index int // among all entries added
+	rec   int // in recs
+	path  string
+	size  int64
+}
+
+func newPlanner(opts PlanOptions) *planner {
+	opts = opts.withDefaults()
+	pl := &planner{opts: opts, depPaths: make([]string, len(opts.DepsPaths))}
+	for i, d := range opts.DepsPaths {
+		pl.depPaths[i] = cleanImagePath(d)
+	}
+	return pl
+}
+
+// rank is e's rank, large-file candidates given rankLarge.
+func (pl *planner) rank(e *Entry) uint8 {
+	c := classify(*e, pl.opts)
+	for _, d := range pl.depPaths {
+		if e.Type != TypeDir && (e.Path == d || strings.HasPrefix(e.Path, d+"/")) && e.Class != ClassTop {
+			c = ClassDeps
+		}
+	}
+	switch c {
+	case ClassDeps:
+		return rankDeps
+	case ClassLarge:
+		return rankLarge
+	case ClassTop:
+		return rankTop
+	}
+	return rankSource
+}
+
+// add takes the next entry in path order and returns its rank (see rank).
+func (pl *planner) add(e *Entry) uint8 {
+	r := pl.rank(e)
+	if r == rankLarge {
+		pl.large = append(pl.large, largeCand{index: pl.n, rec: len(pl.recs), path: e.Path, size: e.Size})
+	}
+	if r == rankLarge || r == rankSource {
+		pl.recs = append(pl.recs, cutRec{pathHash(e.Path), e.Size})
+	}
+	pl.n++
+	return r
+}
+
+// ownLayers is the set of large files that get a layer of their own: the biggest; the rest
+// rejoin the source partition.
+func (pl *planner) ownLayers() map[string]bool {
+	own := make(map[string]bool, min(len(pl.large), pl.opts.MaxLargeLayers))
+	large := slices.Clone(pl.large)
+	if len(large) > pl.opts.MaxLargeLayers {
+		sort.SliceStable(large, func(a, b int) bool {
+			if large[a].size != large[b].size {
+				return large[a].size > large[b].size
+			}
+			return large[a].path < large[b].path
+		})
+		large = large[:pl.opts.MaxLargeLayers]
+	}
+	for _, c := range large {
+		own[c.path] = true
+	}
+	return own
+}
+
+// sourceEnds returns where each source chunk ends, counted in source entries (those of rank
+// source, and the large files not in own).
+func (pl *planner) sourceEnds(own map[string]bool) []int {
+	recs := pl.recs
+	if len(own) > 0 {
+		recs = make([]cutRec, 0, len(pl.recs)-len(own))
+		li := 0
+		for i, r := range pl.recs {
+			if li < len(pl.large) && pl.large[li].rec == i {
+				li++
+				if own[pl.large[li-1].path] {
+					continue
+				}
+			}
+			recs = append(recs, r)
+		}
+	}
+	return chunkSource(recs, pl.opts.ChunkBytes)
+}
+
+func pathHash(p string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(p))
+	return h.Sum64()
 }
 
 // permute moves entries to their rank's region, keeping their order within a rank, in place
@@ -244,11 +345,11 @@ func sortEntries(es []Entry) {
 	}
 }
 
-// chunkSource cuts the sorted entries after every entry whose path hash has its low bits zero
-// (content-defined, so an insertion or deletion moves no other boundary), aiming at 24–48
-// chunks, plus a forced cut when a chunk reaches maxBytes (the next natural boundary
-// re-synchronises).
-func chunkSource(es []Entry, maxBytes int64) [][]Entry {
+// chunkSource cuts the sorted source entries after every entry whose path hash has its low
+// bits zero (content-defined, so an insertion or deletion moves no other boundary), aiming at
+// 24–48 chunks, plus a forced cut when a chunk reaches maxBytes (the next natural boundary
+// re-synchronises). It returns where each chunk ends.
+func chunkSource(es []cutRec, maxBytes int64) []int {
 	if len(es) == 0 {
 		return nil
 	}
@@ -258,7 +359,7 @@ func chunkSource(es []Entry, maxBytes int64) [][]Entry {
 	// outweigh what a smaller rebuild saves.
 	var total int64
 	for _, e := range es {
-		total += e.Size
+		total += e.size
 	}
 	avg := uint64(64)
 	for avg*2 <= uint64(len(es))/24 {
@@ -271,33 +372,30 @@ func chunkSource(es []Entry, maxBytes int64) [][]Entry {
 	// maxBytes, and cutting them all would just move the boundaries after every size change.
 	maxBytes = max(maxBytes, total*3/maxSourceLayers)
 	for {
-		chunks := cutChunks(es, avg-1, maxBytes)
+		ends := cutChunks(es, avg-1, maxBytes)
 		// Too many: double the average (the boundaries of the next level are a subset of these,
 		// so this stays content-defined).
-		if len(chunks) <= maxSourceLayers || avg >= uint64(len(es)) {
-			return chunks
+		if len(ends) <= maxSourceLayers || avg >= uint64(len(es)) {
+			return ends
 		}
 		avg *= 2
 	}
 }
 
-func cutChunks(es []Entry, mask uint64, maxBytes int64) [][]Entry {
-	var chunks [][]Entry
-	start := 0
+func cutChunks(es []cutRec, mask uint64, maxBytes int64) []int {
+	var ends []int
 	var bytes int64
 	for i, e := range es {
-		bytes += e.Size
+		bytes += e.size
 		if i == len(es)-1 {
 			break
 		}
-		h := fnv.New64a()
-		h.Write([]byte(e.Path))
-		if h.Sum64()&mask == 0 || bytes >= maxBytes {
-			chunks = append(chunks, es[start:i+1])
-			start, bytes = i+1, 0
+		if e.hash&mask == 0 || bytes >= maxBytes {
+			ends = append(ends, i+1)
+			bytes = 0
 		}
 	}
-	return append(chunks, es[start:])
+	return append(ends, len(es))
 }
 
 // tarEntries is the group's entries with every parent directory in front, sorted: exactly what
