@@ -74,6 +74,12 @@ func Collect(ctx context.Context, sources []Source) ([]Entry, error) {
 // walk fills one table of that size rather than pieces that are copied at the end, which at
 // the peak held every entry twice. A hint that falls short only costs the copy.
 func collect(ctx context.Context, sources []Source, hint int) ([]Entry, error) {
+	return collectLimit(ctx, sources, hint, 0)
+}
+
+// collectLimit is collect giving up with errTooMany once a walk finds more than limit entries
+// (0: no limit).
+func collectLimit(ctx context.Context, sources []Source, hint, limit int) ([]Entry, error) {
 	var entries []Entry
 	if hint > 0 {
 		entries = make([]Entry, 0, hint+hint/8+64) // parents and a few new files
@@ -108,7 +114,7 @@ func collect(ctx context.Context, sources []Source, hint int) ([]Entry, error) {
 		}
 		switch {
 		case fi.IsDir():
-			if entries, err = walkDir(ctx, entries, src, dest, s.Ignore, s.Class); err != nil {
+			if entries, err = walkDirLimit(ctx, entries, src, dest, s.Ignore, s.Class, limit); err != nil {
 				return nil, err
 			}
 		case fi.Mode().IsRegular():
@@ -367,19 +373,27 @@ func describe(e *Entry) string {
 // markHardlinks turns every later name of a multiply-linked local file into a hard link to
 // its first name, in sorted order, as tar does.
 func markHardlinks(entries []Entry) {
-	type id struct{ dev, ino uint64 }
-	first := map[id]string{}
+	lk := linker{}
 	for i := range entries {
-		e := &entries[i]
-		if e.Type != TypeFile || !e.multiLink || e.ino == 0 {
-			continue
-		}
-		k := id{e.dev(), e.ino}
-		if p, ok := first[k]; ok {
-			e.Type = TypeHardlink
-			e.src = e.src.withLink(p)
-			continue
-		}
-		first[k] = e.Path
+		lk.mark(&entries[i])
 	}
+}
+
+// linker finds the later names of multiply-linked files among entries given in path order.
+type linker map[linkID]string
+
+type linkID struct{ dev, ino uint64 }
+
+// mark turns e into a hard link if a file seen before is the same file.
+func (lk linker) mark(e *Entry) {
+	if e.Type != TypeFile || !e.multiLink || e.ino == 0 {
+		return
+	}
+	k := linkID{e.dev(), e.ino}
+	if p, ok := lk[k]; ok {
+		e.Type = TypeHardlink
+		e.src = e.src.withLink(p)
+		return
+	}
+	lk[k] = strings.Clone(e.Path) // a walk's path would keep its whole arena block alive
 }

@@ -428,6 +428,16 @@ type Layer struct {
 	shared    *layerState
 	// remote is the registry's copy of this layer, found by key (Options.Remote).
 	remote v1.Layer
+	// entries counts the group's entries once they are released (see release).
+	entries  int
+	released bool
+}
+
+// release lets go of the group's entries once the layer is made, so that a streamed build
+// (makeStream) holds no more than the layers in the making.
+func (l *Layer) release() {
+	l.entries, l.released = len(l.group.Entries), true
+	l.group.Entries, l.group.dirs = nil, nil
 }
 
 func (l *Layer) useRemote(rl v1.Layer) error {
@@ -496,7 +506,7 @@ func (l *Layer) Descriptor() (*v1.Descriptor, error) {
 
 // HistoryComment is the layer's line in the image history.
 func (l *Layer) HistoryComment() string {
-	return fmt.Sprintf("fairing-builder: COPY %s (%d entries)", l.group.Name, len(l.group.Entries))
+	return fmt.Sprintf("fairing-builder: COPY %s (%d entries)", l.group.Name, l.Entries())
 }
 
 // Compression is how the blob is compressed.
@@ -509,7 +519,12 @@ func (l *Layer) Key() string { return l.key }
 func (l *Layer) Name() string { return l.group.Name }
 
 // Entries is how many entries the layer's group holds (without implied parents).
-func (l *Layer) Entries() int { return len(l.group.Entries) }
+func (l *Layer) Entries() int {
+	if l.released {
+		return l.entries
+	}
+	return len(l.group.Entries)
+}
 
 // CacheHit reports whether the layer came from the cache (or from the registry, see Remote)
 // rather than being written now.
@@ -564,6 +579,9 @@ func (l *Layer) ensureBlob() error {
 	}
 	if err := verifyBlob(l.b.cache.blobPath(l.rec.Digest), l.rec.Digest, l.rec.Size); err != nil {
 		l.b.cache.forget(l.key, l.rec)
+		if l.released {
+			return fmt.Errorf("layer %q: its cached blob is damaged (%v) and was dropped from the cache: run the build again", l.group.Name, err)
+		}
 		r, _, werr := l.b.write(context.Background(), l.key, l.b.tarEntries(&l.group), nil)
 		if werr != nil {
 			return fmt.Errorf("layer %q: cached blob unusable (%v) and rebuilding it failed: %w", l.group.Name, err, werr)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -24,6 +25,11 @@ type Result struct {
 // Make runs the whole pipeline: collect the sources, hash what changed, plan the layers and
 // build (or reuse) them. cacheDir holds the layer cache and the stat cache.
 func Make(ctx context.Context, sources []Source, cacheDir string, opts Options, plan PlanOptions) (*Result, error) {
+	return makeAt(ctx, sources, cacheDir, opts, plan, streamAbove)
+}
+
+// makeAt is Make streaming a directory of more than streamAt entries.
+func makeAt(ctx context.Context, sources []Source, cacheDir string, opts Options, plan PlanOptions, streamAt int) (*Result, error) {
 	cache, err := OpenCache(cacheDir)
 	if err != nil {
 		return nil, err
@@ -34,8 +40,41 @@ func Make(ctx context.Context, sources []Source, cacheDir string, opts Options, 
 	stat := OpenStatCache(statCacheFile(cacheDir, sources))
 	defer stat.Close()
 
+	jobs := opts.Jobs
+	if jobs <= 0 {
+		jobs = 8 // hashing waits on the disk as much as the CPU
+	}
+	stat.tmpDir = cache.tmpDir() // a crash leaves no stray temporary next to it
+	// A big directory is streamed, not held in a table (makeStream); whether it is big is known
+	// from the last walk, or from this one giving up at streamAbove entries.
+	src, dest, streamable := streamSource(sources)
+	stream := func() (bool, error) {
+		err := makeStream(ctx, src, dest, cache, stat, opts, plan, jobs, res)
+		if errors.Is(err, errWalkTable) {
+			*res = Result{}
+			return false, nil // walked again with a table, which reports the error exactly
+		}
+		return true, err
+	}
+	if streamable && stat.hint >= streamAt {
+		if done, err := stream(); done {
+			return resOrErr(res, err)
+		}
+		streamable = false
+	}
+	limit := 0
+	if streamable {
+		limit = streamAt
+	}
 	start := time.Now()
-	entries, err := collect(ctx, sources, stat.hint)
+	entries, err := collectLimit(ctx, sources, stat.hint, limit)
+	if errors.Is(err, errTooMany) {
+		if done, err := stream(); done {
+			return resOrErr(res, err)
+		}
+		start = time.Now()
+		entries, err = collect(ctx, sources, stat.hint)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -44,11 +83,6 @@ func Make(ctx context.Context, sources []Source, cacheDir string, opts Options, 
 	res.Walk = time.Since(start)
 
 	start = time.Now()
-	stat.tmpDir = cache.tmpDir() // a crash leaves no stray temporary next to it
-	jobs := opts.Jobs
-	if jobs <= 0 {
-		jobs = 8 // hashing waits on the disk as much as the CPU
-	}
 	// Nothing to reuse (an empty cache, a registry that knows no key): the files the stat
 	// cache lacks are hashed by the tar writer as it reads them, not in a pass of their own.
 	nothingToReuse := cache.empty() && (opts.Remote == nil || opts.Remote.Empty())
@@ -70,6 +104,13 @@ func Make(ctx context.Context, sources []Source, cacheDir string, opts Options, 
 	// Saved only after the layers were written: a file that changed under us is not remembered.
 	if err := stat.Save(entries); err != nil {
 		return nil, fmt.Errorf("save stat cache: %w", err)
+	}
+	return res, nil
+}
+
+func resOrErr(res *Result, err error) (*Result, error) {
+	if err != nil {
+		return nil, err
 	}
 	return res, nil
 }

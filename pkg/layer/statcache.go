@@ -244,33 +244,32 @@ func (c *StatCache) Save(entries []Entry) error {
 		if _, err := w.Write(head); err != nil {
 			return err
 		}
-		var buf [2*binary.MaxVarintLen64 + statRecordFixed]byte
+		var buf []byte
 		prev := ""
 		for _, i := range order {
 			e := &entries[i]
 			if !c.remembers(e) {
 				continue
 			}
-			shared := commonPrefix(prev, e.Path)
-			b := binary.AppendUvarint(binary.AppendUvarint(buf[:0], uint64(shared)), uint64(len(e.Path)-shared))
-			if _, err := w.Write(b); err != nil {
-				return err
-			}
-			if _, err := io.WriteString(w, e.Path[shared:]); err != nil {
-				return err
-			}
-			k := e.statKey()
-			for i, v := range []uint64{uint64(k.Size), uint64(k.MtimeNs), uint64(k.CtimeNs), k.Ino, k.Dev, uint64(k.Mode)} {
-				binary.LittleEndian.PutUint64(buf[i*8:], v)
-			}
-			copy(buf[48:], e.digest[:])
-			if _, err := w.Write(buf[:statRecordFixed]); err != nil {
+			buf = appendStatRecord(buf[:0], prev, e.Path, e.statKey(), &e.digest)
+			if _, err := w.Write(buf); err != nil {
 				return err
 			}
 			prev = e.Path
 		}
 		return nil
 	})
+}
+
+// appendStatRecord appends the record of path p, front-coded against prev.
+func appendStatRecord(buf []byte, prev, p string, k statKey, digest *[32]byte) []byte {
+	shared := commonPrefix(prev, p)
+	buf = binary.AppendUvarint(binary.AppendUvarint(buf, uint64(shared)), uint64(len(p)-shared))
+	buf = append(buf, p[shared:]...)
+	for _, v := range []uint64{uint64(k.Size), uint64(k.MtimeNs), uint64(k.CtimeNs), k.Ino, k.Dev, uint64(k.Mode)} {
+		buf = binary.LittleEndian.AppendUint64(buf, v)
+	}
+	return append(buf, digest[:]...)
 }
 
 func uvarintLen(v int) int {
@@ -435,7 +434,13 @@ func digestHex(d [32]byte) string { return hex.EncodeToString(d[:]) }
 // writeFileAtomic writes file through a temporary file in tmpDir (on the same filesystem;
 // "" means file's directory) and renames it into place, so readers (and a crash) see the old
 // content or the new, never a torn file. A crash leaves at most a temporary in tmpDir.
-func writeFileAtomic(file, tmpDir string, write func(io.Writer) error) (err error) {
+func writeFileAtomic(file, tmpDir string, write func(io.Writer) error) error {
+	return writeFileAtomicAt(file, tmpDir, write, nil)
+}
+
+// writeFileAtomicAt is writeFileAtomic with patch, if not nil, called on the file once it is
+// written, before it takes file's name (to fill in a header only known at the end).
+func writeFileAtomicAt(file, tmpDir string, write func(io.Writer) error, patch func(*os.File) error) (err error) {
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return err
 	}
@@ -458,6 +463,11 @@ func writeFileAtomic(file, tmpDir string, write func(io.Writer) error) (err erro
 	}
 	if err = bw.Flush(); err != nil {
 		return err
+	}
+	if patch != nil {
+		if err = patch(tmp); err != nil {
+			return err
+		}
 	}
 	if err = tmp.Close(); err != nil {
 		return err

@@ -28,6 +28,15 @@ import (
 // the entries, and returns exactly the error, of walkDirPortable (tests check both): when
 // several entries are wrong, the error is the one a sequential walk in name order meets first.
 func walkDir(ctx context.Context, entries []Entry, root, dest string, ign *patternmatcher.PatternMatcher, class Class) ([]Entry, error) {
+	return walkDirLimit(ctx, entries, root, dest, ign, class, 0)
+}
+
+// sortedWalkSupported: this system has sortedWalk, so big contexts are streamed.
+const sortedWalkSupported = true
+
+// walkDirLimit is walkDir giving up with errTooMany once it has found more than limit entries
+// (0: no limit).
+func walkDirLimit(ctx context.Context, entries []Entry, root, dest string, ign *patternmatcher.PatternMatcher, class Class, limit int) ([]Entry, error) {
 	realRoot, err := filepath.EvalSymlinks(root)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", root, unwrapPathErr(err))
@@ -41,7 +50,7 @@ func walkDir(ctx context.Context, entries []Entry, root, dest string, ign *patte
 	}
 	defer unix.Close(rootFd)
 
-	w := &walker{ctx: ctx, root: realRoot, prefix: realRoot + "/", rootFd: rootFd, class: class}
+	w := &walker{ctx: ctx, root: realRoot, prefix: realRoot + "/", rootFd: rootFd, class: class, limit: int64(limit)}
 	if realRoot == "/" {
 		w.prefix = "/"
 	}
@@ -182,6 +191,8 @@ type walker struct {
 	// (used counts the claims) and keep what does not fit in chunks of their own.
 	pool []Entry
 	used atomic.Int64
+	// limit, if not 0, is how many entries the walk may find (count) before it gives up.
+	limit, count int64
 }
 
 // next hands out a directory to read; false once every directory has been read.
@@ -449,6 +460,10 @@ func validName(s string) bool {
 }
 
 func (ww *walkWorker) add(e Entry) {
+	if ww.w.limit > 0 && atomic.AddInt64(&ww.w.count, 1) > ww.w.limit {
+		ww.w.fail("", errTooMany) // before anything in walk order: the walk stops here
+		return
+	}
 	if len(ww.w.pool) > 0 {
 		if i := ww.w.used.Add(1) - 1; i < int64(len(ww.w.pool)) {
 			ww.w.pool[i] = e

@@ -3,7 +3,6 @@ package layer
 import (
 	"container/heap"
 	"context"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"runtime"
@@ -14,11 +13,6 @@ import (
 	"github.com/moby/patternmatcher"
 	"golang.org/x/sys/unix"
 )
-
-// errWalkTable reports that a streamed walk met something wrong (an unreadable directory, a
-// name or a file an image cannot hold): the table walk, which reports exactly the error a
-// sequential walk meets first, is to run instead.
-var errWalkTable = errors.New("the walk met an error: walking again to report it")
 
 // sortedWalkBudget is how many entries a sorted walk reads ahead of the one it hands over:
 // enough for its readers never to wait on a directory of ordinary size, a few MB at most.

@@ -1,0 +1,158 @@
+//go:build linux
+
+package layer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// streamTree is a context with what streaming must plan as the table does: dependency files,
+// more large files than get layers of their own, hard links, symlinks, an ignore file, names
+// that sort around "/", and enough files for several source chunks.
+func streamTree(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	files := map[string]string{
+		"requirements.txt": "numpy\n", "sub/pyproject.toml": "[x]", "a-b/x.py": "x", "a.c": "c", "a/z.py": "z",
+		"link.py": "->a.c", "ignored/x.pyc": "i", "keep.pyc": "k",
+	}
+	for i := range 1500 {
+		files[fmt.Sprintf("src/m%02d/f%04d.py", i%37, i)] = strings.Repeat(fmt.Sprint(i), 1+i%50)
+	}
+	for i := range 4 {
+		files[fmt.Sprintf("models/w%d.bin", i)] = strings.Repeat(fmt.Sprint(i), (70+i*10)<<10)
+	}
+	writeTree(t, root, files)
+	for _, l := range [][2]string{{"a.c", "src/hard.c"}, {"models/w0.bin", "zz/w0-again.bin"}} {
+		os.MkdirAll(filepath.Join(root, filepath.Dir(l[1])), 0o755)
+		if err := os.Link(filepath.Join(root, l[0]), filepath.Join(root, l[1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	age(t, root)
+	return root
+}
+
+// age moves every file's times an hour back, out of the stat cache's racy window.
+func age(t *testing.T, root string) {
+	t.Helper()
+	old := time.Now().Add(-time.Hour)
+	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode()&os.ModeSymlink == 0 {
+			err = os.Chtimes(p, old, old)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+type madeLayer struct {
+	name, digest, diffID, key string
+	entries                   int
+}
+
+func made(t *testing.T, res *Result) []madeLayer {
+	t.Helper()
+	var out []madeLayer
+	for _, l := range res.Layers {
+		d, err := l.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		diff, _ := l.DiffID()
+		out = append(out, madeLayer{l.Name(), d.String(), diff.String(), l.Key(), l.Entries()})
+	}
+	return out
+}
+
+// statFile is the stat cache file Make keeps for sources in cacheDir.
+func statFile(t *testing.T, cacheDir string, sources []Source) []byte {
+	t.Helper()
+	b, err := os.ReadFile(statCacheFile(cacheDir, sources))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestMakeStreamMatchesTable: a streamed build gives the layers, keys and stat cache of the
+// table path, cold, unchanged and after edits, and reads no file an unchanged build need not.
+func TestMakeStreamMatchesTable(t *testing.T) {
+	root := streamTree(t)
+	ign := mustIgnore(t, "ignored\n*.pyc\n!keep.pyc\n").Ignore
+	plan := PlanOptions{LargeFile: 64 << 10, MaxLargeLayers: 2, ChunkBytes: 8 << 10}
+	for _, dest := range []string{"/app", "/opt/app", "/"} {
+		t.Run(dest, func(t *testing.T) {
+			sources := []Source{{Dest: dest, Path: root, Ignore: ign}}
+			tableDir, streamDir := t.TempDir(), t.TempDir()
+			build := func(step string, wantHashed int) {
+				t.Helper()
+				want, err := makeAt(context.Background(), sources, tableDir, Options{}, plan, 1<<30)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := makeAt(context.Background(), sources, streamDir, Options{}, plan, 100)
+				if err != nil {
+					t.Fatal(err)
+				}
+				gl, wl := made(t, got), made(t, want)
+				if fmt.Sprint(gl) != fmt.Sprint(wl) {
+					t.Fatalf("%s: streamed layers\n%v\nwant\n%v", step, gl, wl)
+				}
+				if got.Entries != want.Entries || got.Hashed != want.Hashed {
+					t.Errorf("%s: streamed %d entries, %d hashed; table %d, %d", step, got.Entries, got.Hashed, want.Entries, want.Hashed)
+				}
+				if wantHashed >= 0 && got.Hashed != wantHashed {
+					t.Errorf("%s: %d files hashed, want %d", step, got.Hashed, wantHashed)
+				}
+				if !bytes.Equal(statFile(t, streamDir, sources), statFile(t, tableDir, sources)) {
+					t.Errorf("%s: the stat caches differ", step)
+				}
+				if len(gl) < 8 {
+					t.Errorf("%s: %d layers: the tree should make several chunks", step, len(gl))
+				}
+			}
+			build("cold", -1)
+			build("unchanged", 0)
+			os.WriteFile(filepath.Join(root, "src/m03/f0003.py"), []byte("edited"), 0o644)
+			os.WriteFile(filepath.Join(root, "src/m05/new.py"), []byte("new"), 0o644)
+			os.Remove(filepath.Join(root, "src/m07/f0007.py"))
+			os.WriteFile(filepath.Join(root, "requirements.txt"), []byte("numpy\ntorch\n"), 0o644)
+			old := time.Now().Add(-time.Hour)
+			for _, p := range []string{"src/m03/f0003.py", "src/m05/new.py", "requirements.txt"} {
+				os.Chtimes(filepath.Join(root, p), old, old)
+			}
+			build("edited", 3)
+			build("unchanged again", 0)
+		})
+	}
+}
+
+// TestMakeStreamWalkError: an error met by a streamed walk is reported as the table walk
+// reports it.
+func TestMakeStreamWalkError(t *testing.T) {
+	root := streamTree(t)
+	if err := syscall.Mkfifo(filepath.Join(root, "src/m01/fifo"), 0o644); err != nil {
+		t.Skip(err)
+	}
+	sources := []Source{{Dest: "/app", Path: root}}
+	_, want := makeAt(context.Background(), sources, t.TempDir(), Options{}, PlanOptions{}, 1<<30)
+	_, got := makeAt(context.Background(), sources, t.TempDir(), Options{}, PlanOptions{}, 100)
+	if want == nil || got == nil || got.Error() != want.Error() {
+		t.Fatalf("streamed: %v\nwant %v", got, want)
+	}
+	if errors.Is(got, errWalkTable) || errors.Is(got, errTooMany) {
+		t.Fatalf("internal error leaked: %v", got)
+	}
+}
