@@ -2,8 +2,11 @@ package layer
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
+	"hash/fnv"
 	"os"
 	"path"
 	"slices"
@@ -98,7 +101,9 @@ func makeStream(ctx context.Context, src Source, dest string, cache *Cache, stat
 
 	own := pl.ownLayers()
 	ends := pl.sourceEnds(own)
-	recs := pl.recs
+	// The second walk must find what the first planned: the same source entries, sizes and
+	// large files. A digest of them, not their list, is kept to check it.
+	want := recsDigest(pl.recs)
 	pl.recs, pl.large = nil, nil
 	// Large files left out of their own layers come back with the source in the second walk.
 	side = slices.DeleteFunc(side, func(e Entry) bool { return pl.rank(&e) == rankLarge && !own[e.Path] })
@@ -146,7 +151,7 @@ func makeStream(ctx context.Context, src Source, dest string, cache *Cache, stat
 	// At most jobs layers are made at once, and at most a few more chunks wait for their
 	// records to be written: what the build holds does not grow with the context.
 	building := semaphore.NewWeighted(int64(b.opts.Jobs))
-	held := semaphore.NewWeighted(int64(2*b.opts.Jobs + 2))
+	held := semaphore.NewWeighted(int64(b.opts.Jobs))
 	eg, ectx := errgroup.WithContext(ctx)
 	build := func(g Group, out **Layer, done chan struct{}) error {
 		if err := building.Acquire(ectx, 1); err != nil {
@@ -205,7 +210,8 @@ func makeStream(ctx context.Context, src Source, dest string, cache *Cache, stat
 	}
 	lk = linker{}
 	var chunk []Entry
-	n, recIdx, srcIdx, k := 0, 0, 0, 0
+	n, srcIdx, k := 0, 0, 0
+	seen := recsDigester()
 	var hashTime time.Duration
 	next := func(e Entry) error {
 		n++
@@ -214,12 +220,12 @@ func makeStream(ctx context.Context, src Source, dest string, cache *Cache, stat
 		if r == rankDeps || r == rankTop {
 			return nil
 		}
-		if recIdx >= len(recs) || recs[recIdx] != (cutRec{pathHash(e.Path), e.Size}) {
-			return changed(fmt.Sprintf("/%s appeared, went or changed size", e.Path))
-		}
-		recIdx++
+		seen.add(cutRec{pathHash(e.Path), e.Size})
 		if r == rankLarge && own[e.Path] {
 			return nil
+		}
+		if k == len(ends) {
+			return changed(fmt.Sprintf("/%s appeared", e.Path))
 		}
 		if chunk == nil {
 			chunk = make([]Entry, 0, ends[k]-srcIdx)
@@ -252,8 +258,8 @@ func makeStream(ctx context.Context, src Source, dest string, cache *Cache, stat
 	switch {
 	case errors.Is(werr, errWalkTable):
 		werr = changed(werr.Error())
-	case werr == nil && (recIdx != len(recs) || k != len(ends)):
-		werr = changed("entries went")
+	case werr == nil && (seen.sum() != want || k != len(ends)):
+		werr = changed("files appeared, went or changed size")
 	}
 	if werr != nil {
 		// The walk's own error first: the builds' is their cancellation.
@@ -281,4 +287,26 @@ func makeStream(ctx context.Context, src Source, dest string, cache *Cache, stat
 		return fmt.Errorf("save stat cache: %w", err)
 	}
 	return nil
+}
+
+// recsDigester sums a sequence of cutRecs.
+type recsSum struct{ h hash.Hash64 }
+
+func recsDigester() recsSum { return recsSum{fnv.New64a()} }
+
+func (s recsSum) add(r cutRec) {
+	var b [16]byte
+	binary.LittleEndian.PutUint64(b[:], r.hash)
+	binary.LittleEndian.PutUint64(b[8:], uint64(r.size))
+	s.h.Write(b[:])
+}
+
+func (s recsSum) sum() uint64 { return s.h.Sum64() }
+
+func recsDigest(recs []cutRec) uint64 {
+	s := recsDigester()
+	for _, r := range recs {
+		s.add(r)
+	}
+	return s.sum()
 }

@@ -16,7 +16,7 @@ import (
 
 // sortedWalkBudget is how many entries a sorted walk reads ahead of the one it hands over:
 // enough for its readers never to wait on a directory of ordinary size, a few MB at most.
-const sortedWalkBudget = 16 << 10
+const sortedWalkBudget = 2 << 10
 
 // sortedWalk calls fn for every entry under root, as walkDir finds them, in path order,
 // holding only a bounded window of them: directories are read ahead, several at a time, in
