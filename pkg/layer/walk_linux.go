@@ -44,42 +44,16 @@ func walkDirLimit(ctx context.Context, entries []Entry, root, dest string, ign *
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	rootFd, err := openDir(unix.AT_FDCWD, realRoot)
+	w, matchers, err := openWalker(ctx, realRoot, dest, ign, class)
 	if err != nil {
 		return nil, dirError(realRoot, err)
 	}
-	defer unix.Close(rootFd)
-
-	w := &walker{ctx: ctx, root: realRoot, prefix: realRoot + "/", rootFd: rootFd, class: class, limit: int64(limit)}
-	if realRoot == "/" {
-		w.prefix = "/"
-	}
-	if dest != "" {
-		w.destPrefix = dest + "/"
-	}
-	w.files = dirOrigin(w.prefix, len(w.destPrefix))
-	var rootSt unix.Stat_t
-	if err := unix.Fstat(rootFd, &rootSt); err != nil {
-		return nil, dirError(realRoot, err)
-	}
-	w.files.dev = uint64(rootSt.Dev)
-	w.cond.L = &w.mu
+	defer unix.Close(w.rootFd)
+	workers := len(matchers)
+	w.limit = int64(limit)
 	w.queue = []dirJob{{}}
 	w.pending = 1
 
-	workers := max(4, 2*runtime.GOMAXPROCS(0))
-	matchers := make([]*patternmatcher.PatternMatcher, workers)
-	if ign != nil {
-		w.exclusions = ign.Exclusions()
-		for i := range matchers {
-			if matchers[i] = copyMatcher(ign); matchers[i] == nil {
-				// A matcher compiles its patterns on first use, so it cannot be shared: with no
-				// faithful copy, one worker uses the original.
-				workers, matchers[0] = 1, ign
-				break
-			}
-		}
-	}
 	// Long-lived workers sharing a stack of directories, not an errgroup.Go per directory:
 	// each worker keeps its buffer and matcher, and a directory waiting under SetLimit to
 	// queue its subdirectories could wait forever.
@@ -158,6 +132,45 @@ func walkDirLimit(ctx context.Context, entries []Entry, root, dest string, ign *
 		out = append(out, chunks[r.chunk][r.inChunk])
 	}
 	return out, nil
+}
+
+// openWalker opens the walk of realRoot (resolved) into dest, and gives the ignore matchers
+// of its workers, one each (a single worker when ign cannot be copied). The caller closes
+// w.rootFd.
+func openWalker(ctx context.Context, realRoot, dest string, ign *patternmatcher.PatternMatcher, class Class) (*walker, []*patternmatcher.PatternMatcher, error) {
+	rootFd, err := openDir(unix.AT_FDCWD, realRoot)
+	if err != nil {
+		return nil, nil, err
+	}
+	w := &walker{ctx: ctx, root: realRoot, prefix: realRoot + "/", rootFd: rootFd, class: class}
+	if realRoot == "/" {
+		w.prefix = "/"
+	}
+	if dest != "" {
+		w.destPrefix = dest + "/"
+	}
+	w.files = dirOrigin(w.prefix, len(w.destPrefix))
+	var rootSt unix.Stat_t
+	if err := unix.Fstat(rootFd, &rootSt); err != nil {
+		unix.Close(rootFd)
+		return nil, nil, err
+	}
+	w.files.dev = uint64(rootSt.Dev)
+	w.cond.L = &w.mu
+
+	matchers := make([]*patternmatcher.PatternMatcher, max(4, 2*runtime.GOMAXPROCS(0)))
+	if ign != nil {
+		w.exclusions = ign.Exclusions()
+		for i := range matchers {
+			if matchers[i] = copyMatcher(ign); matchers[i] == nil {
+				// A matcher compiles its patterns on first use, so it cannot be shared: with no
+				// faithful copy, one worker uses the original.
+				matchers = []*patternmatcher.PatternMatcher{ign}
+				break
+			}
+		}
+	}
+	return w, matchers, nil
 }
 
 // dirJob is a directory to read: its path relative to the root ("" for the root) and its own

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -31,37 +30,11 @@ func sortedWalk(ctx context.Context, root, dest string, ign *patternmatcher.Patt
 	if err != nil {
 		return fmt.Errorf("%w: %v", errWalkTable, err)
 	}
-	rootFd, err := openDir(unix.AT_FDCWD, realRoot)
+	w, matchers, err := openWalker(ctx, realRoot, dest, ign, class)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errWalkTable, err)
 	}
-	defer unix.Close(rootFd)
-	w := &walker{ctx: ctx, root: realRoot, prefix: realRoot + "/", rootFd: rootFd, class: class}
-	if realRoot == "/" {
-		w.prefix = "/"
-	}
-	if dest != "" {
-		w.destPrefix = dest + "/"
-	}
-	w.files = dirOrigin(w.prefix, len(w.destPrefix))
-	var rootSt unix.Stat_t
-	if err := unix.Fstat(rootFd, &rootSt); err != nil {
-		return fmt.Errorf("%w: %v", errWalkTable, err)
-	}
-	w.files.dev = uint64(rootSt.Dev)
-	w.cond.L = &w.mu
-
-	workers := max(4, 2*runtime.GOMAXPROCS(0))
-	matchers := make([]*patternmatcher.PatternMatcher, workers)
-	if ign != nil {
-		w.exclusions = ign.Exclusions()
-		for i := range matchers {
-			if matchers[i] = copyMatcher(ign); matchers[i] == nil {
-				workers, matchers[0] = 1, ign
-				break
-			}
-		}
-	}
+	defer unix.Close(w.rootFd)
 	s := &sorted{w: w, results: map[string]*listing{}, budget: budget}
 	s.cond.L = &s.mu
 	if target := joinDest(dest, "."); target != "" {
@@ -72,8 +45,8 @@ func sortedWalk(ctx context.Context, root, dest string, ign *patternmatcher.Patt
 	rootKey := w.destPrefix
 	heap.Push(&s.pending, pendingDir{key: rootKey})
 	var wg sync.WaitGroup
-	for i := range workers {
-		ww := &walkWorker{w: w, ign: matchers[i]}
+	for _, m := range matchers {
+		ww := &walkWorker{w: w, ign: m}
 		wg.Go(func() { s.read(ww) })
 	}
 	defer func() {
