@@ -75,16 +75,19 @@ type Report struct {
 		Name   string `json:"name"`
 		Digest string `json:"digest,omitempty"`
 	} `json:"base"`
-	Layers        []LayerReport `json:"layers"`
-	Dependencies  []string      `json:"dependencies,omitempty"`
-	Entries       int           `json:"entries"`
-	FilesHashed   int           `json:"filesHashed"`
-	Pushed        []string      `json:"pushed"`
-	Mounted       []string      `json:"mounted"`
-	Skipped       []string      `json:"skipped"`
-	Manifests     []string      `json:"manifests"`
-	BytesUploaded int64         `json:"bytesUploaded"`
-	Timings       Timings       `json:"timings"`
+	Layers       []LayerReport `json:"layers"`
+	Dependencies []string      `json:"dependencies,omitempty"`
+	Entries      int           `json:"entries"`
+	FilesHashed  int           `json:"filesHashed"`
+	// Streamed: the context was walked in path order twice rather than held in a table (big
+	// contexts), which bounds the builder's memory.
+	Streamed      bool     `json:"streamed,omitempty"`
+	Pushed        []string `json:"pushed"`
+	Mounted       []string `json:"mounted"`
+	Skipped       []string `json:"skipped"`
+	Manifests     []string `json:"manifests"`
+	BytesUploaded int64    `json:"bytesUploaded"`
+	Timings       Timings  `json:"timings"`
 	// BuildKit holds the BuildKit path's steps and metadata.
 	BuildKit *BuildKitReport `json:"buildkit,omitempty"`
 
@@ -263,7 +266,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 
-	rep := &Report{Builder: Append, Digest: digest.String(), Entries: ls.entries, FilesHashed: ls.hashed, Layers: ls.reports, Dependencies: o.Dependencies}
+	rep := &Report{Builder: Append, Digest: digest.String(), Entries: ls.entries, FilesHashed: ls.hashed, Streamed: ls.streamed, Layers: ls.reports, Dependencies: o.Dependencies}
 	rep.Base.Name = br.b.Name
 	if !br.b.Scratch {
 		rep.Base.Digest = br.b.Digest.String()
@@ -354,6 +357,7 @@ type layerSet struct {
 	layers            []build.Layer
 	reports           []LayerReport
 	entries, hashed   int
+	streamed          bool
 	walk, hash, write time.Duration
 }
 
@@ -363,7 +367,7 @@ func makeLayers(ctx context.Context, o Options) (*layerSet, error) {
 	if err != nil {
 		return nil, err
 	}
-	ls := &layerSet{entries: res.Entries, hashed: res.Hashed, walk: res.Walk, hash: res.Hash, write: res.Write}
+	ls := &layerSet{entries: res.Entries, hashed: res.Hashed, streamed: res.Streamed, walk: res.Walk, hash: res.Hash, write: res.Write}
 	for _, l := range res.Layers {
 		o.logf("layer %s", l)
 		d, _ := l.Digest()

@@ -20,6 +20,8 @@ type Result struct {
 	Hashed int
 	// Timings of the phases.
 	Walk, Hash, Write time.Duration
+	// Streamed reports that the context was streamed rather than held in a table (makeStream).
+	Streamed bool
 }
 
 // Make runs the whole pipeline: collect the sources, hash what changed, plan the layers and

@@ -106,6 +106,9 @@ func TestMakeStreamMatchesTable(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				if !got.Streamed || want.Streamed {
+					t.Fatalf("%s: streamed %v and %v, want true and false", step, got.Streamed, want.Streamed)
+				}
 				gl, wl := made(t, got), made(t, want)
 				if fmt.Sprint(gl) != fmt.Sprint(wl) {
 					t.Fatalf("%s: streamed layers\n%v\nwant\n%v", step, gl, wl)

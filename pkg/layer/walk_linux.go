@@ -511,6 +511,9 @@ func (ww *walkWorker) origin(dev uint64) *origin {
 // objects to mark on every cycle of the build (and their size classes a fifth more memory).
 type pathArena struct {
 	block []byte // unused tail of the current block
+	// size of a block (0: pathBlock). A streamed walk lets its entries go a chunk at a time,
+	// and a block lives as long as any of its paths: smaller blocks pin less.
+	size int
 }
 
 const pathBlock = 64 << 10
@@ -522,11 +525,15 @@ func (pa *pathArena) join(a, b string, c []byte) string {
 		return ""
 	}
 	if n > len(pa.block) {
-		if n > pathBlock/8 {
+		size := pa.size
+		if size == 0 {
+			size = pathBlock
+		}
+		if n > size/8 {
 			// A long path gets its own allocation: it would waste the rest of a block.
 			return a + b + string(c)
 		}
-		pa.block = make([]byte, pathBlock)
+		pa.block = make([]byte, size)
 	}
 	buf := pa.block[:n:n]
 	pa.block = pa.block[n:]

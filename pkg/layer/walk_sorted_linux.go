@@ -46,7 +46,7 @@ func sortedWalk(ctx context.Context, root, dest string, ign *patternmatcher.Patt
 	heap.Push(&s.pending, pendingDir{key: rootKey})
 	var wg sync.WaitGroup
 	for _, m := range matchers {
-		ww := &walkWorker{w: w, ign: m}
+		ww := &walkWorker{w: w, ign: m, paths: pathArena{size: 8 << 10}}
 		wg.Go(func() { s.read(ww) })
 	}
 	defer func() {
