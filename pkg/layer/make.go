@@ -51,7 +51,7 @@ func makeAt(ctx context.Context, sources []Source, cacheDir string, opts Options
 	// from the last walk, or from this one giving up at streamAbove entries.
 	src, dest, streamable := streamSource(sources)
 	stream := func() (bool, error) {
-		err := makeStream(ctx, src, dest, cache, stat, opts, plan, jobs, res)
+		err := makeStream(ctx, sourceWalk(src, dest), dest, cache, stat, opts, plan, jobs, res)
 		if errors.Is(err, errWalkTable) {
 			*res = Result{}
 			return false, nil // walked again with a table, which reports the error exactly

@@ -45,6 +45,17 @@ func streamSource(sources []Source) (Source, string, bool) {
 	return sources[0], dest, true
 }
 
+// entryWalk calls fn for every entry of a directory in path order (sortedWalk): makeStream
+// runs it twice.
+type entryWalk func(ctx context.Context, fn func(*Entry) error) error
+
+// sourceWalk is the sorted walk of a directory source into dest.
+func sourceWalk(src Source, dest string) entryWalk {
+	return func(ctx context.Context, fn func(*Entry) error) error {
+		return sortedWalk(ctx, src.Path, dest, src.Ignore, src.Class, 0, fn)
+	}
+}
+
 // destAncestors are the directories above dest, shallowest first: the parents the table path
 // adds (finish), with mode 0755.
 func destAncestors(dest string) []string {
@@ -66,7 +77,7 @@ func destAncestors(dest string) []string {
 // An error of the first walk is errWalkTable (Make walks again with a table, to report it);
 // the context changing between the walks is ErrFileChanged. jobs bounds the files hashed at
 // once.
-func makeStream(ctx context.Context, src Source, dest string, cache *Cache, stat *StatCache, opts Options, popts PlanOptions, jobs int, res *Result) error {
+func makeStream(ctx context.Context, walk entryWalk, dest string, cache *Cache, stat *StatCache, opts Options, popts PlanOptions, jobs int, res *Result) error {
 	b, err := NewBuilder(cache, opts)
 	if err != nil {
 		return err
@@ -90,7 +101,7 @@ func makeStream(ctx context.Context, src Source, dest string, cache *Cache, stat
 	for _, d := range destAncestors(dest) {
 		feed(Entry{Path: d, Type: TypeDir, Mode: 0o755})
 	}
-	if err := sortedWalk(ctx, src.Path, dest, src.Ignore, src.Class, 0, func(e *Entry) error {
+	if err := walk(ctx, func(e *Entry) error {
 		feed(*e)
 		return nil
 	}); err != nil {
@@ -155,7 +166,18 @@ func makeStream(ctx context.Context, src Source, dest string, cache *Cache, stat
 	// where the second writer overlapped the first one's reading and hashing of files).
 	building := semaphore.NewWeighted(1)
 	held := semaphore.NewWeighted(1)
-	eg, ectx := errgroup.WithContext(ctx)
+	// abort ends the builds and the records' writer when the walk fails: they would wait for
+	// chunks that never come.
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	eg, ectx := errgroup.WithContext(sctx)
+	abort := func(err error) error {
+		stop()
+		if gerr := eg.Wait(); gerr != nil && errors.Is(err, context.Canceled) && !errors.Is(gerr, context.Canceled) {
+			return gerr // the walk or a wait was canceled because a build failed: its error
+		}
+		return err
+	}
 	build := func(g Group, out **Layer, done chan struct{}) error {
 		if err := building.Acquire(ectx, 1); err != nil {
 			return err
@@ -180,7 +202,7 @@ func makeStream(ctx context.Context, src Source, dest string, cache *Cache, stat
 	}
 	for i := range groups {
 		if err := build(groups[i], &sideLayers[i], nil); err != nil {
-			return errors.Join(err, eg.Wait())
+			return abort(err)
 		}
 	}
 	chunkLayers := make([]*Layer, len(ends))
@@ -254,10 +276,10 @@ func makeStream(ctx context.Context, src Source, dest string, cache *Cache, stat
 	}
 	for _, d := range destAncestors(dest) {
 		if err := next(Entry{Path: d, Type: TypeDir, Mode: 0o755}); err != nil {
-			return errors.Join(err, eg.Wait())
+			return abort(err)
 		}
 	}
-	werr := sortedWalk(ectx, src.Path, dest, src.Ignore, src.Class, 0, func(e *Entry) error { return next(*e) })
+	werr := walk(ectx, func(e *Entry) error { return next(*e) })
 	switch {
 	case errors.Is(werr, errWalkTable):
 		werr = changed(werr.Error())
@@ -265,9 +287,7 @@ func makeStream(ctx context.Context, src Source, dest string, cache *Cache, stat
 		werr = changed("files appeared, went or changed size")
 	}
 	if werr != nil {
-		// The walk's own error first: the builds' is their cancellation.
-		eg.Wait()
-		return werr
+		return abort(werr)
 	}
 	if err := eg.Wait(); err != nil {
 		return err

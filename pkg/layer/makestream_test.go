@@ -159,3 +159,134 @@ func TestMakeStreamWalkError(t *testing.T) {
 		t.Fatalf("internal error leaked: %v", got)
 	}
 }
+
+// streamOnce runs makeStream on root into /app with walk wrapped by wrap, as Make would.
+func streamOnce(t *testing.T, ctx context.Context, root, cacheDir string, wrap func(n int, walk entryWalk) entryWalk) (*Result, error) {
+	t.Helper()
+	sources := []Source{{Dest: "/app", Path: root}}
+	cache, err := OpenCache(cacheDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stat := OpenStatCache(statCacheFile(cacheDir, sources))
+	defer stat.Close()
+	stat.tmpDir = cache.tmpDir()
+	walk := sourceWalk(sources[0], "app")
+	calls := 0
+	wrapped := func(ctx context.Context, fn func(*Entry) error) error {
+		calls++
+		return wrap(calls, walk)(ctx, fn)
+	}
+	res := &Result{}
+	err = makeStream(ctx, wrapped, "app", cache, stat, Options{}, PlanOptions{LargeFile: 64 << 10, MaxLargeLayers: 2, ChunkBytes: 8 << 10}, 4, res)
+	return res, err
+}
+
+// leftovers lists what a failed build left in the cache's temporary folder and the stat folder.
+func leftovers(t *testing.T, cacheDir string) []string {
+	t.Helper()
+	var out []string
+	for _, d := range []string{"tmp", "stat"} {
+		es, _ := os.ReadDir(filepath.Join(cacheDir, d))
+		for _, e := range es {
+			out = append(out, d+"/"+e.Name())
+		}
+	}
+	return out
+}
+
+// TestMakeStreamContextChanged: a context that changes between the walk that plans and the one
+// that builds fails the build with ErrFileChanged, and leaves no stat cache or temporary file.
+func TestMakeStreamContextChanged(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(root string) error
+	}{
+		{"file added", func(root string) error { return os.WriteFile(filepath.Join(root, "src/m04/zzz.py"), []byte("new"), 0o644) }},
+		{"file removed", func(root string) error { return os.Remove(filepath.Join(root, "src/m09/f0009.py")) }},
+		{"file grew", func(root string) error {
+			return os.WriteFile(filepath.Join(root, "src/m11/f0011.py"), []byte("much longer than it was before"), 0o644)
+		}},
+		{"large file added", func(root string) error {
+			return os.WriteFile(filepath.Join(root, "models/w9.bin"), bytes.Repeat([]byte("w"), 300<<10), 0o644)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := streamTree(t)
+			cacheDir := t.TempDir()
+			_, err := streamOnce(t, context.Background(), root, cacheDir, func(n int, walk entryWalk) entryWalk {
+				if n == 2 {
+					if err := tc.change(root); err != nil {
+						t.Fatal(err)
+					}
+				}
+				return walk
+			})
+			if !errors.Is(err, ErrFileChanged) || !strings.Contains(err.Error(), "run the build again") {
+				t.Fatalf("err = %v, want ErrFileChanged telling to run again", err)
+			}
+			if l := leftovers(t, cacheDir); len(l) > 0 {
+				t.Errorf("left behind: %v", l)
+			}
+			// Nothing is lost: the next build succeeds.
+			if _, err := streamOnce(t, context.Background(), root, cacheDir, func(_ int, w entryWalk) entryWalk { return w }); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestMakeStreamCanceled: a build canceled in the middle of its second walk returns the
+// cancellation and leaves no stat cache or temporary file.
+func TestMakeStreamCanceled(t *testing.T) {
+	root := streamTree(t)
+	cacheDir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err := streamOnce(t, ctx, root, cacheDir, func(n int, walk entryWalk) entryWalk {
+		if n == 1 {
+			return walk
+		}
+		return func(ctx context.Context, fn func(*Entry) error) error {
+			seen := 0
+			return walk(ctx, func(e *Entry) error {
+				if seen++; seen == 700 {
+					cancel()
+				}
+				return fn(e)
+			})
+		}
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if l := leftovers(t, cacheDir); len(l) > 0 {
+		t.Errorf("left behind: %v", l)
+	}
+}
+
+// TestMakeStreamBuildFails: a layer that cannot be written (a file gone after the walk found
+// it) fails the build with that file's error, not a cancellation, and leaves nothing behind.
+func TestMakeStreamBuildFails(t *testing.T) {
+	root := streamTree(t)
+	cacheDir := t.TempDir()
+	_, err := streamOnce(t, context.Background(), root, cacheDir, func(n int, walk entryWalk) entryWalk {
+		if n == 1 {
+			return walk
+		}
+		return func(ctx context.Context, fn func(*Entry) error) error {
+			return walk(ctx, func(e *Entry) error {
+				if e.Path == "app/src/m05/f0005.py" {
+					os.Remove(filepath.Join(root, "src/m05/f0005.py"))
+				}
+				return fn(e)
+			})
+		}
+	})
+	if err == nil || errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "f0005.py") {
+		t.Fatalf("err = %v, want the missing file's error", err)
+	}
+	if l := leftovers(t, cacheDir); len(l) > 0 {
+		t.Errorf("left behind: %v", l)
+	}
+}
