@@ -202,7 +202,9 @@ func TestMakeStreamContextChanged(t *testing.T) {
 		name   string
 		change func(root string) error
 	}{
-		{"file added", func(root string) error { return os.WriteFile(filepath.Join(root, "src/m04/zzz.py"), []byte("new"), 0o644) }},
+		{"file added", func(root string) error {
+			return os.WriteFile(filepath.Join(root, "src/m04/zzz.py"), []byte("new"), 0o644)
+		}},
 		{"file removed", func(root string) error { return os.Remove(filepath.Join(root, "src/m09/f0009.py")) }},
 		{"file grew", func(root string) error {
 			return os.WriteFile(filepath.Join(root, "src/m11/f0011.py"), []byte("much longer than it was before"), 0o644)
