@@ -22,6 +22,9 @@ type Result struct {
 	Walk, Hash, Write time.Duration
 	// Streamed reports that the context was streamed rather than held in a table (makeStream).
 	Streamed bool
+	// Walks counts the walks of the context: 1 for a table; for a stream 2 (one to plan, one to
+	// build), 1 with the last build's plan, 3 when that plan no longer held.
+	Walks int
 }
 
 // Make runs the whole pipeline: collect the sources, hash what changed, plan the layers and
@@ -80,7 +83,7 @@ func makeAt(ctx context.Context, sources []Source, cacheDir string, opts Options
 	if err != nil {
 		return nil, err
 	}
-	res.Entries = len(entries)
+	res.Entries, res.Walks = len(entries), 1
 	stat.entries = len(entries)
 	res.Walk = time.Since(start)
 

@@ -1,12 +1,16 @@
 package layer
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
 	"hash/fnv"
+	"io"
+	"maps"
 	"os"
 	"path"
 	"slices"
@@ -74,6 +78,11 @@ func destAncestors(dest string) []string {
 // as it goes, and each chunk's entries are let go once its layer is made and its stat cache
 // records are written. The layers are those Plan gives for the same entries.
 //
+// With the plan of the last streamed build (streamPlan) the first walk is skipped: the one walk
+// cuts the chunks with the last plan, and the planner, fed as it goes, checks at the end that
+// this context plans the same; if not (rare: a large file among the biggest came or went, or
+// a change moved a forced cut), what was built is dropped and the context walked twice.
+//
 // An error of the first walk is errWalkTable (Make walks again with a table, to report it);
 // the context changing between the walks is ErrFileChanged. jobs bounds the files hashed at
 // once.
@@ -82,20 +91,82 @@ func makeStream(ctx context.Context, walk entryWalk, dest string, cache *Cache, 
 	if err != nil {
 		return err
 	}
+	s := &streamBuild{b: b, walk: walk, dest: dest, cache: cache, stat: stat, popts: popts, jobs: jobs, res: res}
+	if last := readStreamPlan(stat.file); last != nil {
+		err := s.run(ctx, nil, last)
+		if !errors.Is(err, errReplan) {
+			res.Walks = 1
+			return err
+		}
+		*res = Result{Walks: 1}
+		stat = stat.reopen()
+		defer stat.Close()
+		s = &streamBuild{b: b, walk: walk, dest: dest, cache: cache, stat: stat, popts: popts, jobs: jobs, res: res}
+	}
 	start := time.Now()
+	p, err := planWalk(ctx, walk, dest, popts)
+	if err != nil {
+		return err
+	}
+	res.Walk = time.Since(start)
+	res.Walks += 2
+	return s.run(ctx, p, nil)
+}
+
+// errReplan: the one walk with the last plan found a context that plans otherwise.
+var errReplan = errors.New("the context plans otherwise than last time")
+
+// streamPlan is what a streamed build planned, kept beside its stat cache for the next one.
+type streamPlan struct {
+	Cut    chunkCut `json:"cut"`
+	Chunks int      `json:"chunks"`
+	Own    []string `json:"own"` // the large files with layers of their own, sorted
+}
+
+func streamPlanFile(statFile string) string { return statFile + ".plan" }
+
+// readStreamPlan reads the plan kept beside the stat cache (nil if none is usable).
+func readStreamPlan(statFile string) *streamPlan {
+	if statFile == "" {
+		return nil
+	}
+	b, err := os.ReadFile(streamPlanFile(statFile))
+	if err != nil {
+		return nil
+	}
+	var sp streamPlan
+	if json.Unmarshal(b, &sp) != nil || sp.Chunks <= 0 || sp.Chunks > maxSourceLayers*2 || sp.Cut.MaxBytes <= 0 {
+		return nil
+	}
+	return &sp
+}
+
+// planned is what the planning walk found.
+type planned struct {
+	own  map[string]bool
+	ends []int
+	cut  chunkCut
+	// want is the digest of the source entries and large files the building walk must find.
+	want uint64
+	// side are the entries of the dependency, large-file and generated layers, in path order.
+	side []Entry
+	dirs map[string]Entry
+}
+
+// planWalk is the first of makeStream's two walks.
+func planWalk(ctx context.Context, walk entryWalk, dest string, popts PlanOptions) (*planned, error) {
 	pl := newPlanner(popts)
-	dirs := map[string]Entry{}
-	var side []Entry // entries not of the source partition, in path order
+	p := &planned{dirs: map[string]Entry{}}
 	lk := linker{}
 	feed := func(e Entry) {
 		lk.mark(&e)
 		if e.Type == TypeDir {
 			e.Path = strings.Clone(e.Path)
-			dirs[e.Path] = e
+			p.dirs[e.Path] = e
 		}
 		if pl.add(&e) != rankSource {
 			e.Path = strings.Clone(e.Path)
-			side = append(side, e)
+			p.side = append(p.side, e)
 		}
 	}
 	for _, d := range destAncestors(dest) {
@@ -105,52 +176,57 @@ func makeStream(ctx context.Context, walk entryWalk, dest string, cache *Cache, 
 		feed(*e)
 		return nil
 	}); err != nil {
-		return err
+		return nil, err
 	}
-	res.Walk = time.Since(start)
-	start = time.Now()
-
-	own := pl.ownLayers()
-	ends := pl.sourceEnds(own)
+	p.own = pl.ownLayers()
+	p.ends, p.cut = pl.sourceCuts(p.own)
 	// The second walk must find what the first planned: the same source entries, sizes and
 	// large files. A digest of them, not their list, is kept to check it.
-	want := recsDigest(pl.recs)
-	pl.recs, pl.large = nil, nil
+	p.want = recsDigest(pl.recs)
 	// Large files left out of their own layers come back with the source in the second walk.
-	side = slices.DeleteFunc(side, func(e Entry) bool { return pl.rank(&e) == rankLarge && !own[e.Path] })
-	nothingToReuse := cache.empty() && (opts.Remote == nil || opts.Remote.Empty())
+	p.side = slices.DeleteFunc(p.side, func(e Entry) bool { return pl.rank(&e) == rankLarge && !p.own[e.Path] })
+	return p, nil
+}
+
+// streamBuild is the walk of makeStream that builds.
+type streamBuild struct {
+	b     *Builder
+	walk  entryWalk
+	dest  string
+	cache *Cache
+	stat  *StatCache
+	popts PlanOptions
+	jobs  int
+	res   *Result
+}
+
+// run walks and builds: with p, the plan of a planning walk; with last, the last build's plan
+// (errReplan if this context plans otherwise).
+func (s *streamBuild) run(ctx context.Context, p *planned, last *streamPlan) error {
+	b, stat, res := s.b, s.stat, s.res
+	start := time.Now()
+	pl := newPlanner(s.popts)
+	nothingToReuse := s.cache.empty() && (s.b.opts.Remote == nil || s.b.opts.Remote.Empty())
 	// The stat cache is read in path order: the side entries with a cursor of their own.
 	sideStat := OpenStatCache(stat.file)
 	defer sideStat.Close()
-	hashed, err := hashEntries(ctx, side, sideStat, jobs*2, nothingToReuse)
-	if err != nil {
-		return err
-	}
-	res.Hashed += hashed
-	// The side groups, in layer order, are slices of side reordered by rank.
-	bySide := slices.Clone(side)
-	rank := make([]uint8, len(side))
-	var bounds [5]int
-	for i := range side {
-		rank[i] = pl.rank(&side[i])
-		bounds[rank[i]+1]++
-	}
-	for r := 1; r < 5; r++ {
-		bounds[r] += bounds[r-1]
-	}
-	permute(bySide, rank, bounds)
-	side = nil
-	var groups []Group
-	if bounds[0] < bounds[1] {
-		groups = append(groups, Group{Name: "dependencies", Class: ClassDeps, Entries: bySide[bounds[0]:bounds[1]:bounds[1]], dirs: dirs})
-	}
-	for i := bounds[1]; i < bounds[2]; i++ {
-		groups = append(groups, Group{Name: largeName(&bySide[i]), Class: ClassLarge, Entries: bySide[i : i+1 : i+1], dirs: dirs})
-	}
-	nBefore := len(groups)
-	var top *Group
-	if bounds[3] < bounds[4] {
-		top = &Group{Name: "generated", Class: ClassTop, Entries: bySide[bounds[3]:bounds[4]:bounds[4]], dirs: dirs}
+
+	var (
+		own     map[string]bool
+		nChunks int
+		dirs    map[string]Entry
+		side    []Entry
+		cut     chunkCut
+		ends    []int // planned; or, with last, where this walk cut
+	)
+	if p != nil {
+		own, nChunks, dirs, side, ends = p.own, len(p.ends), p.dirs, p.side, p.ends
+	} else {
+		own = map[string]bool{}
+		for _, o := range last.Own {
+			own[o] = true
+		}
+		nChunks, dirs, cut = last.Chunks, map[string]Entry{}, last.Cut
 	}
 
 	run, err := stat.newRun()
@@ -196,27 +272,80 @@ func makeStream(ctx context.Context, walk entryWalk, dest string, cache *Cache, 
 		})
 		return nil
 	}
-	sideLayers := make([]*Layer, len(groups)+1)
-	if top != nil {
-		groups = append(groups, *top)
+
+	// The side groups: before the walk when planned (their large files are written while the
+	// walk goes on), after it otherwise (their entries are found on the way).
+	var sideLayers []*Layer
+	var nBefore int
+	var hasTop bool
+	var bySide []Entry
+	buildSide := func() error {
+		hashed, err := hashEntries(ectx, side, sideStat, s.jobs*2, nothingToReuse)
+		if err != nil {
+			return err
+		}
+		res.Hashed += hashed
+		// The side groups, in layer order, are slices of side reordered by rank.
+		bySide = slices.Clone(side)
+		rank := make([]uint8, len(side))
+		var bounds [5]int
+		for i := range side {
+			rank[i] = pl.rank(&side[i])
+			bounds[rank[i]+1]++
+		}
+		for r := 1; r < 5; r++ {
+			bounds[r] += bounds[r-1]
+		}
+		permute(bySide, rank, bounds)
+		var groups []Group
+		if bounds[0] < bounds[1] {
+			groups = append(groups, Group{Name: "dependencies", Class: ClassDeps, Entries: bySide[bounds[0]:bounds[1]:bounds[1]], dirs: dirs})
+		}
+		for i := bounds[1]; i < bounds[2]; i++ {
+			groups = append(groups, Group{Name: largeName(&bySide[i]), Class: ClassLarge, Entries: bySide[i : i+1 : i+1], dirs: dirs})
+		}
+		nBefore = len(groups)
+		if bounds[3] < bounds[4] {
+			hasTop = true
+			groups = append(groups, Group{Name: "generated", Class: ClassTop, Entries: bySide[bounds[3]:bounds[4]:bounds[4]], dirs: dirs})
+		}
+		sideLayers = make([]*Layer, len(groups))
+		for i := range groups {
+			if err := build(groups[i], &sideLayers[i], nil); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
-	for i := range groups {
-		if err := build(groups[i], &sideLayers[i], nil); err != nil {
+	if p != nil {
+		if err := buildSide(); err != nil {
 			return abort(err)
 		}
 	}
-	chunkLayers := make([]*Layer, len(ends))
-	done := make([]chan struct{}, len(ends))
+
+	chunkLayers := make([]*Layer, nChunks)
+	done := make([]chan struct{}, nChunks)
 	for i := range done {
 		done[i] = make(chan struct{})
 	}
+	walked := make(chan int, 1) // how many chunks the walk made, once it is over
 	eg.Go(func() error {
 		// Each chunk's records in turn (the chunks are in path order), then its entries go.
-		for k := range ends {
-			select {
-			case <-done[k]:
-			case <-ectx.Done():
-				return ectx.Err()
+		over := walked
+		made := nChunks
+		for k := 0; k < made; k++ {
+			for wait := true; wait; {
+				select {
+				case <-done[k]:
+					wait = false
+				case made = <-over:
+					over = nil
+					if k >= made {
+						return nil
+					}
+				case <-ectx.Done():
+					return ectx.Err()
+				}
 			}
 			l := chunkLayers[k]
 			for i := range l.group.Entries {
@@ -231,36 +360,19 @@ func makeStream(ctx context.Context, walk entryWalk, dest string, cache *Cache, 
 	})
 
 	changed := func(what string) error {
+		if last != nil {
+			return errReplan
+		}
 		return fmt.Errorf("%w: %s between the walk that planned the layers and the one that built them: run the build again", ErrFileChanged, what)
 	}
-	lk = linker{}
+	lk := linker{}
 	var chunk []Entry
 	n, srcIdx, k := 0, 0, 0
 	seen := recsDigester()
 	var hashTime time.Duration
-	next := func(e Entry) error {
-		n++
-		lk.mark(&e)
-		r := pl.rank(&e)
-		if r == rankDeps || r == rankTop {
-			return nil
-		}
-		seen.add(cutRec{pathHash(e.Path), e.Size})
-		if r == rankLarge && own[e.Path] {
-			return nil
-		}
-		if k == len(ends) {
-			return changed(fmt.Sprintf("/%s appeared", e.Path))
-		}
-		if chunk == nil {
-			chunk = make([]Entry, 0, ends[k]-srcIdx)
-		}
-		chunk = append(chunk, e)
-		if srcIdx++; srcIdx < ends[k] {
-			return nil
-		}
+	flush := func() error {
 		t := time.Now()
-		h, err := hashEntries(ectx, chunk, stat, jobs*2, nothingToReuse)
+		h, err := hashEntries(ectx, chunk, stat, s.jobs*2, nothingToReuse)
 		if err != nil {
 			return err
 		}
@@ -269,22 +381,87 @@ func makeStream(ctx context.Context, walk entryWalk, dest string, cache *Cache, 
 		if err := held.Acquire(ectx, 1); err != nil {
 			return err
 		}
-		err = build(Group{Name: sourceName(k, len(ends)), Class: ClassSource, Entries: chunk, dirs: dirs}, &chunkLayers[k], done[k])
+		g := Group{Name: sourceName(k, nChunks), Class: ClassSource, Entries: chunk, dirs: dirs}
+		if last != nil {
+			g.dirs = dirsOf(chunk, dirs) // dirs grows as the walk goes on: the build gets its own
+		}
+		err = build(g, &chunkLayers[k], done[k])
 		chunk = nil
 		k++
+		if last != nil {
+			ends = append(ends, srcIdx)
+		}
 		return err
 	}
-	for _, d := range destAncestors(dest) {
+	next := func(e Entry) error {
+		n++
+		lk.mark(&e)
+		if last != nil {
+			if e.Type == TypeDir {
+				e.Path = strings.Clone(e.Path)
+				dirs[e.Path] = e
+			}
+			if r := pl.add(&e); r != rankSource {
+				c := e
+				c.Path = strings.Clone(e.Path)
+				side = append(side, c)
+			}
+		}
+		r := pl.rank(&e)
+		if r == rankDeps || r == rankTop {
+			return nil
+		}
+		rec := cutRec{pathHash(e.Path), e.Size}
+		seen.add(rec)
+		if r == rankLarge && own[e.Path] {
+			return nil
+		}
+		if k == nChunks {
+			return changed(fmt.Sprintf("/%s appeared", e.Path))
+		}
+		if chunk == nil {
+			size := 1024
+			if p != nil {
+				size = ends[k] - srcIdx
+			}
+			chunk = make([]Entry, 0, size)
+		}
+		chunk = append(chunk, e)
+		srcIdx++
+		if p != nil && srcIdx < ends[k] || last != nil && !cut.after(rec) {
+			return nil
+		}
+		return flush()
+	}
+	for _, d := range destAncestors(s.dest) {
 		if err := next(Entry{Path: d, Type: TypeDir, Mode: 0o755}); err != nil {
 			return abort(err)
 		}
 	}
-	werr := walk(ectx, func(e *Entry) error { return next(*e) })
+	werr := s.walk(ectx, func(e *Entry) error { return next(*e) })
+	if werr == nil && last != nil && len(chunk) > 0 {
+		werr = flush()
+	}
+	walked <- k
+	walkEnd := time.Now()
 	switch {
 	case errors.Is(werr, errWalkTable):
 		werr = changed(werr.Error())
-	case werr == nil && (seen.sum() != want || k != len(ends)):
+	case werr == nil && p != nil && (seen.sum() != p.want || k != nChunks):
 		werr = changed("files appeared, went or changed size")
+	case werr == nil && last != nil:
+		// What was built follows the last plan: it stands if this context plans the same.
+		own2 := pl.ownLayers()
+		ends2, cut2 := pl.sourceCuts(own2)
+		if !maps.Equal(own, own2) || !slices.Equal(ends, ends2) || k != nChunks {
+			werr = errReplan
+		}
+		cut = cut2
+		pl.recs, pl.large = nil, nil
+		side = slices.DeleteFunc(side, func(e Entry) bool { return pl.rank(&e) == rankLarge && !own[e.Path] })
+		if werr == nil {
+			werr = buildSide()
+		}
 	}
 	if werr != nil {
 		return abort(werr)
@@ -292,15 +469,26 @@ func makeStream(ctx context.Context, walk entryWalk, dest string, cache *Cache, 
 	if err := eg.Wait(); err != nil {
 		return err
 	}
+	if p != nil {
+		cut = p.cut
+	}
 	res.Entries, res.Streamed = n, true
 	res.Hash += hashTime
 	res.Hashed += int(b.hashed.Load())
 	res.Layers = append(res.Layers, sideLayers[:nBefore]...)
 	res.Layers = append(res.Layers, chunkLayers...)
-	if top != nil {
+	if hasTop {
 		res.Layers = append(res.Layers, sideLayers[nBefore])
 	}
+	if last != nil {
+		// One walk, with the layers made on the way: its time is the walk's, what follows it
+		// the write's.
+		res.Walk, start = walkEnd.Sub(start)-hashTime, walkEnd
+	}
 	res.Write = time.Since(start) - hashTime
+	if last != nil {
+		res.Write += hashTime
+	}
 
 	// Saved only after the layers were written: a file that changed under us is not remembered.
 	saved := slices.Clone(bySide)
@@ -309,7 +497,50 @@ func makeStream(ctx context.Context, walk entryWalk, dest string, cache *Cache, 
 	if err := run.save(saved, stat.hits+sideStat.hits); err != nil {
 		return fmt.Errorf("save stat cache: %w", err)
 	}
+	sp := streamPlan{Cut: chunkCut{Mask: cut.Mask, MaxBytes: cut.MaxBytes}, Chunks: nChunks, Own: slices.Sorted(maps.Keys(own))}
+	if err := writeStreamPlan(stat, sp); err != nil {
+		return fmt.Errorf("save stream plan: %w", err)
+	}
 	return nil
+}
+
+// dirsOf is the entries in dirs of the directories above es (sorted by path).
+func dirsOf(es []Entry, dirs map[string]Entry) map[string]Entry {
+	out := map[string]Entry{}
+	seen := map[string]bool{}
+	prev := ""
+	for i := range es {
+		d := path.Dir(es[i].Path)
+		if d == prev {
+			continue
+		}
+		prev = d
+		for ; d != "." && !seen[d]; d = path.Dir(d) {
+			seen[d] = true
+			if de, ok := dirs[d]; ok {
+				out[d] = de
+			}
+		}
+	}
+	return out
+}
+
+// writeStreamPlan keeps sp beside the stat cache.
+func writeStreamPlan(stat *StatCache, sp streamPlan) error {
+	if stat.file == "" {
+		return nil
+	}
+	b, err := json.Marshal(sp)
+	if err != nil {
+		return err
+	}
+	if old, err := os.ReadFile(streamPlanFile(stat.file)); err == nil && bytes.Equal(old, b) {
+		return nil
+	}
+	return writeFileAtomic(streamPlanFile(stat.file), stat.tmpDir, func(w io.Writer) error {
+		_, err := w.Write(b)
+		return err
+	})
 }
 
 // recsDigester sums a sequence of cutRecs.

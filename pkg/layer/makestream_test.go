@@ -96,7 +96,7 @@ func TestMakeStreamMatchesTable(t *testing.T) {
 		t.Run(dest, func(t *testing.T) {
 			sources := []Source{{Dest: dest, Path: root, Ignore: ign}}
 			tableDir, streamDir := t.TempDir(), t.TempDir()
-			build := func(step string, wantHashed int) {
+			build := func(step string, wantHashed, wantWalks int) {
 				t.Helper()
 				want, err := makeAt(context.Background(), sources, tableDir, Options{}, plan, 1<<30)
 				if err != nil {
@@ -116,6 +116,9 @@ func TestMakeStreamMatchesTable(t *testing.T) {
 				if got.Entries != want.Entries || got.Hashed != want.Hashed {
 					t.Errorf("%s: streamed %d entries, %d hashed; table %d, %d", step, got.Entries, got.Hashed, want.Entries, want.Hashed)
 				}
+				if got.Walks != wantWalks {
+					t.Errorf("%s: %d walks, want %d", step, got.Walks, wantWalks)
+				}
 				if wantHashed >= 0 && got.Hashed != wantHashed {
 					t.Errorf("%s: %d files hashed, want %d", step, got.Hashed, wantHashed)
 				}
@@ -126,8 +129,8 @@ func TestMakeStreamMatchesTable(t *testing.T) {
 					t.Errorf("%s: %d layers: the tree should make several chunks", step, len(gl))
 				}
 			}
-			build("cold", -1)
-			build("unchanged", 0)
+			build("cold", -1, 2)
+			build("unchanged", 0, 1) // with the last plan
 			os.WriteFile(filepath.Join(root, "src/m03/f0003.py"), []byte("edited"), 0o644)
 			os.WriteFile(filepath.Join(root, "src/m05/new.py"), []byte("new"), 0o644)
 			os.Remove(filepath.Join(root, "src/m07/f0007.py"))
@@ -136,8 +139,15 @@ func TestMakeStreamMatchesTable(t *testing.T) {
 			for _, p := range []string{"src/m03/f0003.py", "src/m05/new.py", "requirements.txt"} {
 				os.Chtimes(filepath.Join(root, p), old, old)
 			}
-			build("edited", 3)
-			build("unchanged again", 0)
+			build("edited", 3, 1)
+			build("unchanged again", 0, 1)
+			// A file bigger than the large files with layers of their own: the last plan no
+			// longer holds, and the context is planned again.
+			big := filepath.Join(root, fmt.Sprintf("models/huge%s.bin", strings.ReplaceAll(dest, "/", "_")))
+			os.WriteFile(big, bytes.Repeat([]byte("h"), 400<<10), 0o644)
+			os.Chtimes(big, old, old)
+			build("replanned", 1, 3)
+			build("unchanged after", 0, 1)
 		})
 	}
 }

@@ -250,6 +250,12 @@ func (pl *planner) ownLayers() map[string]bool {
 // sourceEnds returns where each source chunk ends, counted in source entries (those of rank
 // source, and the large files not in own).
 func (pl *planner) sourceEnds(own map[string]bool) []int {
+	ends, _ := pl.sourceCuts(own)
+	return ends
+}
+
+// sourceCuts is sourceEnds with the cut it made them with.
+func (pl *planner) sourceCuts(own map[string]bool) ([]int, chunkCut) {
 	recs := pl.recs
 	if len(own) > 0 {
 		recs = make([]cutRec, 0, len(pl.recs)-len(own))
@@ -264,7 +270,26 @@ func (pl *planner) sourceEnds(own map[string]bool) []int {
 			recs = append(recs, r)
 		}
 	}
-	return chunkSource(recs, pl.opts.ChunkBytes)
+	ends, c := chunkSource(recs, pl.opts.ChunkBytes)
+	return ends, c
+}
+
+// chunkCut is where chunkSource cuts: after an entry whose path hash has the mask's bits zero,
+// or once a chunk holds maxBytes.
+type chunkCut struct {
+	Mask     uint64 `json:"mask"`
+	MaxBytes int64  `json:"maxBytes"`
+	bytes    int64
+}
+
+// after reports whether a chunk ends after r, the next entry in path order.
+func (c *chunkCut) after(r cutRec) bool {
+	c.bytes += r.size
+	if r.hash&c.Mask == 0 || c.bytes >= c.MaxBytes {
+		c.bytes = 0
+		return true
+	}
+	return false
 }
 
 func pathHash(p string) uint64 {
@@ -349,9 +374,9 @@ func sortEntries(es []Entry) {
 // bits zero (content-defined, so an insertion or deletion moves no other boundary), aiming at
 // 24–48 chunks, plus a forced cut when a chunk reaches maxBytes (the next natural boundary
 // re-synchronises). It returns where each chunk ends.
-func chunkSource(es []cutRec, maxBytes int64) []int {
+func chunkSource(es []cutRec, maxBytes int64) ([]int, chunkCut) {
 	if len(es) == 0 {
-		return nil
+		return nil, chunkCut{}
 	}
 	// 24 to 48 chunks, so a one-file edit rebuilds a 24th to a 48th of the source (a rebuilt
 	// layer is the whole cost of an edit: compressing and uploading it); but no smaller than
@@ -372,27 +397,22 @@ func chunkSource(es []cutRec, maxBytes int64) []int {
 	// maxBytes, and cutting them all would just move the boundaries after every size change.
 	maxBytes = max(maxBytes, total*3/maxSourceLayers)
 	for {
-		ends := cutChunks(es, avg-1, maxBytes)
+		c := chunkCut{Mask: avg - 1, MaxBytes: maxBytes}
+		ends := cutChunks(es, c)
 		// Too many: double the average (the boundaries of the next level are a subset of these,
 		// so this stays content-defined).
 		if len(ends) <= maxSourceLayers || avg >= uint64(len(es)) {
-			return ends
+			return ends, c
 		}
 		avg *= 2
 	}
 }
 
-func cutChunks(es []cutRec, mask uint64, maxBytes int64) []int {
+func cutChunks(es []cutRec, c chunkCut) []int {
 	var ends []int
-	var bytes int64
 	for i, e := range es {
-		bytes += e.size
-		if i == len(es)-1 {
-			break
-		}
-		if e.hash&mask == 0 || bytes >= maxBytes {
+		if c.after(e) && i < len(es)-1 {
 			ends = append(ends, i+1)
-			bytes = 0
 		}
 	}
 	return append(ends, len(es))

@@ -193,6 +193,13 @@ func (c *StatCache) lookup(p string, k statKey) ([32]byte, bool) {
 	return d, true
 }
 
+// reopen is a new cursor on the same file, for the same build (the same start time).
+func (c *StatCache) reopen() *StatCache {
+	n := OpenStatCache(c.file)
+	n.opened, n.tmpDir = c.opened, c.tmpDir
+	return n
+}
+
 // Close releases the file. Save closes it too.
 func (c *StatCache) Close() {
 	if c.f != nil {
