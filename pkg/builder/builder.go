@@ -79,9 +79,11 @@ type Report struct {
 	Dependencies []string      `json:"dependencies,omitempty"`
 	Entries      int           `json:"entries"`
 	FilesHashed  int           `json:"filesHashed"`
-	// Streamed: the context was walked in path order twice rather than held in a table (big
-	// contexts), which bounds the builder's memory.
+	// Streamed: the context was walked in path order rather than held in a table (big
+	// contexts), which bounds the builder's memory; Walks counts the walks (see
+	// layer.Result.Walks).
 	Streamed      bool     `json:"streamed,omitempty"`
+	Walks         int      `json:"walks,omitempty"`
 	Pushed        []string `json:"pushed"`
 	Mounted       []string `json:"mounted"`
 	Skipped       []string `json:"skipped"`
@@ -266,7 +268,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 
-	rep := &Report{Builder: Append, Digest: digest.String(), Entries: ls.entries, FilesHashed: ls.hashed, Streamed: ls.streamed, Layers: ls.reports, Dependencies: o.Dependencies}
+	rep := &Report{Builder: Append, Digest: digest.String(), Entries: ls.entries, FilesHashed: ls.hashed, Streamed: ls.streamed, Walks: ls.walks, Layers: ls.reports, Dependencies: o.Dependencies}
 	rep.Base.Name = br.b.Name
 	if !br.b.Scratch {
 		rep.Base.Digest = br.b.Digest.String()
@@ -358,6 +360,7 @@ type layerSet struct {
 	reports           []LayerReport
 	entries, hashed   int
 	streamed          bool
+	walks             int
 	walk, hash, write time.Duration
 }
 
@@ -367,7 +370,7 @@ func makeLayers(ctx context.Context, o Options) (*layerSet, error) {
 	if err != nil {
 		return nil, err
 	}
-	ls := &layerSet{entries: res.Entries, hashed: res.Hashed, streamed: res.Streamed, walk: res.Walk, hash: res.Hash, write: res.Write}
+	ls := &layerSet{entries: res.Entries, hashed: res.Hashed, streamed: res.Streamed, walks: res.Walks, walk: res.Walk, hash: res.Hash, write: res.Write}
 	for _, l := range res.Layers {
 		o.logf("layer %s", l)
 		d, _ := l.Digest()

@@ -248,6 +248,14 @@ func (s *streamBuild) run(ctx context.Context, p *planned, last *streamPlan) err
 	defer stop()
 	eg, ectx := errgroup.WithContext(sctx)
 	abort := func(err error) error {
+		if errors.Is(err, errReplan) {
+			// The layers in the making are finished, not canceled: their uploads have begun,
+			// and a canceled write would fail them.
+			if gerr := eg.Wait(); gerr != nil {
+				return gerr
+			}
+			return err
+		}
 		stop()
 		if gerr := eg.Wait(); gerr != nil && errors.Is(err, context.Canceled) && !errors.Is(gerr, context.Canceled) {
 			return gerr // the walk or a wait was canceled because a build failed: its error

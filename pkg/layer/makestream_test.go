@@ -7,12 +7,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // streamTree is a context with what streaming must plan as the table does: dependency files,
@@ -56,6 +60,13 @@ func age(t *testing.T, root string) {
 		t.Fatal(err)
 	}
 }
+
+// knowsNothing is a registry with layers but none with a key we look for: new layers are
+// streamed (Options.OnStream).
+type knowsNothing struct{}
+
+func (knowsNothing) Layer(string) v1.Layer { return nil }
+func (knowsNothing) Empty() bool           { return false }
 
 type madeLayer struct {
 	name, digest, diffID, key string
@@ -102,9 +113,32 @@ func TestMakeStreamMatchesTable(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				got, err := makeAt(context.Background(), sources, streamDir, Options{}, plan, 100)
+				// Every layer handed over as it is written must be readable to its end: a layer
+				// of a plan that no longer holds is finished, not canceled under its upload.
+				var reads sync.WaitGroup
+				var readErrs []error
+				var mu sync.Mutex
+				opts := Options{Remote: knowsNothing{}, OnStream: func(l v1.Layer) {
+					reads.Go(func() {
+						rc, err := l.Compressed()
+						if err == nil {
+							_, err = io.Copy(io.Discard, rc)
+							rc.Close()
+						}
+						if err != nil {
+							mu.Lock()
+							readErrs = append(readErrs, err)
+							mu.Unlock()
+						}
+					})
+				}}
+				got, err := makeAt(context.Background(), sources, streamDir, opts, plan, 100)
 				if err != nil {
 					t.Fatal(err)
+				}
+				reads.Wait()
+				if len(readErrs) > 0 {
+					t.Fatalf("%s: streamed layers unreadable: %v", step, readErrs)
 				}
 				if !got.Streamed || want.Streamed {
 					t.Fatalf("%s: streamed %v and %v, want true and false", step, got.Streamed, want.Streamed)
@@ -143,7 +177,7 @@ func TestMakeStreamMatchesTable(t *testing.T) {
 			build("unchanged again", 0, 1)
 			// A file bigger than the large files with layers of their own: the last plan no
 			// longer holds, and the context is planned again.
-			big := filepath.Join(root, fmt.Sprintf("models/huge%s.bin", strings.ReplaceAll(dest, "/", "_")))
+			big := filepath.Join(root, fmt.Sprintf("zzz-huge%s.bin", strings.ReplaceAll(dest, "/", "_"))) // in the last chunk
 			os.WriteFile(big, bytes.Repeat([]byte("h"), 400<<10), 0o644)
 			os.Chtimes(big, old, old)
 			build("replanned", 1, 3)
@@ -300,5 +334,13 @@ func TestMakeStreamBuildFails(t *testing.T) {
 	}
 	if l := leftovers(t, cacheDir); len(l) > 0 {
 		t.Errorf("left behind: %v", l)
+	}
+}
+
+func TestRoundDown3(t *testing.T) {
+	for _, tc := range [][2]int64{{0, 0}, {7, 7}, {8, 8}, {9, 8}, {15, 14}, {69130684, 67108864}, {69133526, 67108864}, {100 << 20, 96 << 20}, {1<<40 + 5, 1 << 40}} {
+		if got := roundDown3(tc[0]); got != tc[1] {
+			t.Errorf("roundDown3(%d) = %d, want %d", tc[0], got, tc[1])
+		}
 	}
 }

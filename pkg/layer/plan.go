@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"iter"
+	"math/bits"
 	"path"
 	"slices"
 	"sort"
@@ -395,7 +396,9 @@ func chunkSource(es []cutRec, maxBytes int64) ([]int, chunkCut) {
 	}
 	// A forced cut only for outliers: on a big context the natural chunks are bigger than
 	// maxBytes, and cutting them all would just move the boundaries after every size change.
-	maxBytes = max(maxBytes, total*3/maxSourceLayers)
+	// Rounded down to three significant bits, so that edits do not move it (a streamed build
+	// cuts with the last build's, see makeStream).
+	maxBytes = max(maxBytes, roundDown3(total*3/maxSourceLayers))
 	for {
 		c := chunkCut{Mask: avg - 1, MaxBytes: maxBytes}
 		ends := cutChunks(es, c)
@@ -406,6 +409,15 @@ func chunkSource(es []cutRec, maxBytes int64) ([]int, chunkCut) {
 		}
 		avg *= 2
 	}
+}
+
+// roundDown3 keeps the three highest bits of x: steps of 12–25 %.
+func roundDown3(x int64) int64 {
+	if x <= 7 {
+		return x
+	}
+	shift := bits.Len64(uint64(x)) - 3
+	return x >> shift << shift
 }
 
 func cutChunks(es []cutRec, c chunkCut) []int {
