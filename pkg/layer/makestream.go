@@ -80,8 +80,9 @@ func destAncestors(dest string) []string {
 //
 // With the plan of the last streamed build (streamPlan) the first walk is skipped: the one walk
 // cuts the chunks with the last plan, and the planner, fed as it goes, checks at the end that
-// this context plans the same; if not (rare: a large file among the biggest came or went, or
-// a change moved a forced cut), what was built is dropped and the context walked twice.
+// this context plans the same; if not (rare: a large file among the biggest came or went, the
+// context grew or shrank by a step of the forced cut), what was built is set aside (it stays
+// in the cache) and the context walked twice.
 //
 // An error of the first walk is errWalkTable (Make walks again with a table, to report it);
 // the context changing between the walks is ErrFileChanged. jobs bounds the files hashed at
