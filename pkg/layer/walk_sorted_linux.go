@@ -14,7 +14,9 @@ import (
 )
 
 // sortedWalkBudget is how many entries a sorted walk reads ahead of the one it hands over:
-// enough for its readers never to wait on a directory of ordinary size, a few MB at most.
+// enough for its readers never to wait on a directory of ordinary size, a few hundred KB. A
+// directory is read whole, however many entries it holds (they are sorted before any is
+// handed over).
 const sortedWalkBudget = 2 << 10
 
 // sortedWalk calls fn for every entry under root, as walkDir finds them, in path order,
