@@ -154,21 +154,39 @@ type planned struct {
 	dirs map[string]Entry
 }
 
+// planFeed is what planning keeps of the entries given to it in path order: the planner's
+// records, the directories (for the modes of parents) and the side entries.
+type planFeed struct {
+	pl   *planner
+	dirs map[string]Entry
+	side []Entry
+}
+
+// add plans e and returns its rank. What it keeps has paths of its own: a walk's path would
+// keep its whole arena block alive.
+func (f *planFeed) add(e *Entry) uint8 {
+	if e.Type == TypeDir {
+		d := *e
+		d.Path = strings.Clone(e.Path)
+		f.dirs[d.Path] = d
+	}
+	r := f.pl.add(e)
+	if r != rankSource {
+		c := *e
+		c.Path = strings.Clone(e.Path)
+		f.side = append(f.side, c)
+	}
+	return r
+}
+
 // planWalk is the first of makeStream's two walks.
 func planWalk(ctx context.Context, walk entryWalk, dest string, popts PlanOptions) (*planned, error) {
-	pl := newPlanner(popts)
-	p := &planned{dirs: map[string]Entry{}}
+	f := &planFeed{pl: newPlanner(popts), dirs: map[string]Entry{}}
+	pl := f.pl
 	lk := linker{}
 	feed := func(e Entry) {
 		lk.mark(&e)
-		if e.Type == TypeDir {
-			e.Path = strings.Clone(e.Path)
-			p.dirs[e.Path] = e
-		}
-		if pl.add(&e) != rankSource {
-			e.Path = strings.Clone(e.Path)
-			p.side = append(p.side, e)
-		}
+		f.add(&e)
 	}
 	for _, d := range destAncestors(dest) {
 		feed(Entry{Path: d, Type: TypeDir, Mode: 0o755})
@@ -179,6 +197,7 @@ func planWalk(ctx context.Context, walk entryWalk, dest string, popts PlanOption
 	}); err != nil {
 		return nil, err
 	}
+	p := &planned{dirs: f.dirs, side: f.side}
 	p.own = pl.ownLayers()
 	p.ends, p.cut = pl.sourceCuts(p.own)
 	// The second walk must find what the first planned: the same source entries, sizes and
@@ -221,7 +240,7 @@ func (s *streamBuild) run(ctx context.Context, p *planned, last *streamPlan) err
 		ends    []int // planned; or, with last, where this walk cut
 	)
 	if p != nil {
-		own, nChunks, dirs, side, ends = p.own, len(p.ends), p.dirs, p.side, p.ends
+		own, nChunks, dirs, side, ends, cut = p.own, len(p.ends), p.dirs, p.side, p.ends, p.cut
 	} else {
 		own = map[string]bool{}
 		for _, o := range last.Own {
@@ -229,6 +248,7 @@ func (s *streamBuild) run(ctx context.Context, p *planned, last *streamPlan) err
 		}
 		nChunks, dirs, cut = last.Chunks, map[string]Entry{}, last.Cut
 	}
+	feed := &planFeed{pl: pl, dirs: dirs}
 
 	run, err := stat.newRun()
 	if err != nil {
@@ -285,42 +305,22 @@ func (s *streamBuild) run(ctx context.Context, p *planned, last *streamPlan) err
 	// The side groups: before the walk when planned (their large files are written while the
 	// walk goes on), after it otherwise (their entries are found on the way).
 	var sideLayers []*Layer
-	var nBefore int
-	var hasTop bool
-	var bySide []Entry
+	var sideGroups []Group
 	buildSide := func() error {
 		hashed, err := hashEntries(ectx, side, sideStat, s.jobs*2, nothingToReuse)
 		if err != nil {
 			return err
 		}
 		res.Hashed += hashed
-		// The side groups, in layer order, are slices of side reordered by rank.
-		bySide = slices.Clone(side)
 		rank := make([]uint8, len(side))
-		var bounds [5]int
 		for i := range side {
 			rank[i] = pl.rank(&side[i])
-			bounds[rank[i]+1]++
 		}
-		for r := 1; r < 5; r++ {
-			bounds[r] += bounds[r-1]
-		}
-		permute(bySide, rank, bounds)
-		var groups []Group
-		if bounds[0] < bounds[1] {
-			groups = append(groups, Group{Name: "dependencies", Class: ClassDeps, Entries: bySide[bounds[0]:bounds[1]:bounds[1]], dirs: dirs})
-		}
-		for i := bounds[1]; i < bounds[2]; i++ {
-			groups = append(groups, Group{Name: largeName(&bySide[i]), Class: ClassLarge, Entries: bySide[i : i+1 : i+1], dirs: dirs})
-		}
-		nBefore = len(groups)
-		if bounds[3] < bounds[4] {
-			hasTop = true
-			groups = append(groups, Group{Name: "generated", Class: ClassTop, Entries: bySide[bounds[3]:bounds[4]:bounds[4]], dirs: dirs})
-		}
-		sideLayers = make([]*Layer, len(groups))
-		for i := range groups {
-			if err := build(groups[i], &sideLayers[i], nil); err != nil {
+		// side is reordered for its groups; the stat cache is saved from a sorted copy.
+		sideGroups = groupsByRank(side, rank, nil, dirs)
+		sideLayers = make([]*Layer, len(sideGroups))
+		for i := range sideGroups {
+			if err := build(sideGroups[i], &sideLayers[i], nil); err != nil {
 				return err
 			}
 		}
@@ -405,23 +405,22 @@ func (s *streamBuild) run(ctx context.Context, p *planned, last *streamPlan) err
 	next := func(e Entry) error {
 		n++
 		lk.mark(&e)
+		var r uint8
 		if last != nil {
-			if e.Type == TypeDir {
-				e.Path = strings.Clone(e.Path)
-				dirs[e.Path] = e
-			}
-			if r := pl.add(&e); r != rankSource {
-				c := e
-				c.Path = strings.Clone(e.Path)
-				side = append(side, c)
-			}
+			r = feed.add(&e) // as the planning walk would have
+		} else {
+			r = pl.rank(&e)
 		}
-		r := pl.rank(&e)
 		if r == rankDeps || r == rankTop {
 			return nil
 		}
-		rec := cutRec{pathHash(e.Path), e.Size}
-		seen.add(rec)
+		var rec cutRec
+		if last != nil {
+			rec = pl.recs[len(pl.recs)-1] // what add kept of e
+		} else {
+			rec = cutRec{pathHash(e.Path), e.Size}
+			seen.add(rec)
+		}
 		if r == rankLarge && own[e.Path] {
 			return nil
 		}
@@ -467,7 +466,7 @@ func (s *streamBuild) run(ctx context.Context, p *planned, last *streamPlan) err
 		}
 		cut = cut2
 		pl.recs, pl.large = nil, nil
-		side = slices.DeleteFunc(side, func(e Entry) bool { return pl.rank(&e) == rankLarge && !own[e.Path] })
+		side = slices.DeleteFunc(feed.side, func(e Entry) bool { return pl.rank(&e) == rankLarge && !own[e.Path] })
 		if werr == nil {
 			werr = buildSide()
 		}
@@ -478,17 +477,17 @@ func (s *streamBuild) run(ctx context.Context, p *planned, last *streamPlan) err
 	if err := eg.Wait(); err != nil {
 		return err
 	}
-	if p != nil {
-		cut = p.cut
-	}
 	res.Entries, res.Streamed = n, true
 	res.Hash += hashTime
 	res.Hashed += int(b.hashed.Load())
+	// The chunks go between the large files and the generated files.
+	nBefore := len(sideGroups)
+	if nBefore > 0 && sideGroups[nBefore-1].Class == ClassTop {
+		nBefore--
+	}
 	res.Layers = append(res.Layers, sideLayers[:nBefore]...)
 	res.Layers = append(res.Layers, chunkLayers...)
-	if hasTop {
-		res.Layers = append(res.Layers, sideLayers[nBefore])
-	}
+	res.Layers = append(res.Layers, sideLayers[nBefore:]...)
 	if last != nil {
 		// One walk, with the layers made on the way: its time is the walk's, what follows it
 		// the write's.
@@ -500,7 +499,7 @@ func (s *streamBuild) run(ctx context.Context, p *planned, last *streamPlan) err
 	}
 
 	// Saved only after the layers were written: a file that changed under us is not remembered.
-	saved := slices.Clone(bySide)
+	saved := slices.Clone(side)
 	sortEntries(saved)
 	stat.entries = n
 	if err := run.save(saved, stat.hits+sideStat.hits); err != nil {

@@ -112,6 +112,13 @@ func Plan(entries []Entry, opts PlanOptions) []Group {
 			rank[c.index] = rankSource
 		}
 	}
+	return groupsByRank(entries, rank, pl.sourceEnds(own), dirs)
+}
+
+// groupsByRank moves entries (in path order) to their rank's region, keeping path order within
+// a rank, and returns the groups over them in layer order: the dependencies, each large file,
+// the source cut at ends, the generated files.
+func groupsByRank(entries []Entry, rank []uint8, ends []int, dirs map[string]Entry) []Group {
 	var bounds [5]int // entries[bounds[r]:bounds[r+1]] have rank r, in path order
 	for _, r := range rank {
 		bounds[r+1]++
@@ -131,9 +138,8 @@ func Plan(entries []Entry, opts PlanOptions) []Group {
 	}
 	add("dependencies", ClassDeps, deps)
 	for i := range largeEs {
-		add(largeName(&largeEs[i]), ClassLarge, largeEs[i:i+1:i+1])
+		add(largeName(&largeEs[i]), ClassLarge, largeEs[i:i+1])
 	}
-	ends := pl.sourceEnds(own)
 	start := 0
 	for i, end := range ends {
 		add(sourceName(i, len(ends)), ClassSource, source[start:end])

@@ -223,48 +223,63 @@ func (c *StatCache) Save(entries []Entry) error {
 	if c.file == "" {
 		return nil
 	}
-	// Whether anything changed needs no order: an unchanged build (the common one) stops here.
-	n, learned := 0, false
+	n, learned := c.kept(entries)
+	return c.write(n, learned, c.hits, func(put putRecord) error {
+		for _, i := range pathOrder(entries) {
+			if e := &entries[i]; c.remembers(e) {
+				if err := put(e.Path, e.statKey(), &e.digest); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// kept counts the entries the cache keeps, and reports whether one of them was not known.
+// It needs no order: an unchanged build (the common one) stops there.
+func (c *StatCache) kept(entries []Entry) (n int, learned bool) {
 	for i := range entries {
 		if e := &entries[i]; c.remembers(e) {
 			n++
 			learned = learned || !e.fromStat
 		}
 	}
-	if !learned && n == c.hits && c.hits == c.count {
+	return n, learned
+}
+
+// putRecord writes the next record, in path order.
+type putRecord func(p string, k statKey, digest *[32]byte) error
+
+// write replaces the file with n records, which records gives to put in path order, unless
+// they are the ones it holds: nothing learned, and as many as hits, every record the lookups
+// matched (over every cursor the build read the file with).
+func (c *StatCache) write(n int, learned bool, hits int, records func(putRecord) error) error {
+	if !learned && n == hits && hits == c.count {
 		return nil // the same files with the same digests: the file on disk says it already
-	}
-	order := pathOrder(entries)
-	body, prev := 0, ""
-	for _, i := range order {
-		if e := &entries[i]; c.remembers(e) {
-			shared := commonPrefix(prev, e.Path)
-			body += uvarintLen(shared) + uvarintLen(len(e.Path)-shared) + len(e.Path) - shared + statRecordFixed
-			prev = e.Path
-		}
 	}
 	head := append([]byte(statCacheMagic), make([]byte, 8)...)
 	head = binary.AppendUvarint(binary.AppendUvarint(head, uint64(n)), uint64(c.entries))
-	// the file's own size: a torn file is known at open
-	binary.LittleEndian.PutUint64(head[len(statCacheMagic):], uint64(len(head)+body))
-	return writeFileAtomic(c.file, c.tmpDir, func(w io.Writer) error {
+	size := int64(len(head))
+	return writeFileAtomicAt(c.file, c.tmpDir, func(w io.Writer) error {
 		if _, err := w.Write(head); err != nil {
 			return err
 		}
 		var buf []byte
 		prev := ""
-		for _, i := range order {
-			e := &entries[i]
-			if !c.remembers(e) {
-				continue
-			}
-			buf = appendStatRecord(buf[:0], prev, e.Path, e.statKey(), &e.digest)
-			if _, err := w.Write(buf); err != nil {
-				return err
-			}
-			prev = e.Path
-		}
-		return nil
+		return records(func(p string, k statKey, digest *[32]byte) error {
+			buf = appendStatRecord(buf[:0], prev, p, k, digest)
+			size += int64(len(buf))
+			prev = p
+			_, err := w.Write(buf)
+			return err
+		})
+	}, func(f *os.File) error {
+		// the file's own size: a torn file is known at open
+		var b [8]byte
+		binary.LittleEndian.PutUint64(b[:], uint64(size))
+		_, err := f.WriteAt(b[:], int64(len(statCacheMagic)))
+		return err
 	})
 }
 
@@ -277,11 +292,6 @@ func appendStatRecord(buf []byte, prev, p string, k statKey, digest *[32]byte) [
 		buf = binary.LittleEndian.AppendUint64(buf, v)
 	}
 	return append(buf, digest[:]...)
-}
-
-func uvarintLen(v int) int {
-	var b [binary.MaxVarintLen64]byte
-	return binary.PutUvarint(b[:], uint64(v))
 }
 
 func commonPrefix(a, b string) int {

@@ -2,7 +2,6 @@ package layer
 
 import (
 	"bufio"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
@@ -83,70 +82,42 @@ func (r *statRun) save(side []Entry, hits int) error {
 	if c.file == "" || r.f == nil {
 		return nil
 	}
-	n := r.remembered
-	learned := r.learned
-	for i := range side {
-		if e := &side[i]; c.remembers(e) {
-			n++
-			learned = learned || !e.fromStat
+	n, learned := c.kept(side)
+	return c.write(n+r.remembered, learned || r.learned, hits, func(put putRecord) error {
+		if err := r.w.Flush(); err != nil {
+			return fmt.Errorf("write stat cache run: %w", err)
 		}
-	}
-	if !learned && n == hits && hits == c.count {
-		return nil
-	}
-	if err := r.w.Flush(); err != nil {
-		return fmt.Errorf("write stat cache run: %w", err)
-	}
-	if _, err := r.f.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	in := &StatCache{r: bufio.NewReaderSize(r.f, 64<<10), count: r.n}
-	in.next()
-	head := append([]byte(statCacheMagic), make([]byte, 8)...)
-	head = binary.AppendUvarint(binary.AppendUvarint(head, uint64(n)), uint64(c.entries))
-	var size int64
-	return writeFileAtomicAt(c.file, c.tmpDir, func(w io.Writer) error {
-		if _, err := w.Write(head); err != nil {
+		if _, err := r.f.Seek(0, io.SeekStart); err != nil {
 			return err
 		}
-		size = int64(len(head))
-		var buf []byte
-		prev := ""
-		put := func(p string, k statKey, d *[32]byte) error {
-			buf = appendStatRecord(buf[:0], prev, p, k, d)
-			size += int64(len(buf))
-			prev = p
-			_, err := w.Write(buf)
-			return err
-		}
-		si := 0
-		for in.ok || si < len(side) {
-			if si < len(side) && !c.remembers(&side[si]) {
+		in := &StatCache{r: bufio.NewReaderSize(r.f, 64<<10), count: r.n}
+		in.next()
+		for si := 0; in.ok || si < len(side); {
+			switch e := sideAt(side, si); {
+			case e != nil && !c.remembers(e):
 				si++
-				continue
-			}
-			if si < len(side) && (!in.ok || side[si].Path < string(in.path)) {
-				e := &side[si]
+			case e != nil && (!in.ok || e.Path < string(in.path)):
 				if err := put(e.Path, e.statKey(), &e.digest); err != nil {
 					return err
 				}
 				si++
-				continue
+			default:
+				if err := put(string(in.path), in.k, &in.digest); err != nil {
+					return err
+				}
+				in.next()
 			}
-			if err := put(string(in.path), in.k, &in.digest); err != nil {
-				return err
-			}
-			in.next()
 		}
 		if in.read != r.n {
 			return fmt.Errorf("stat cache run: read back %d of %d records", in.read, r.n)
 		}
 		return nil
-	}, func(f *os.File) error {
-		// the file's own size: a torn file is known at open
-		var b [8]byte
-		binary.LittleEndian.PutUint64(b[:], uint64(size))
-		_, err := f.WriteAt(b[:], int64(len(statCacheMagic)))
-		return err
 	})
+}
+
+func sideAt(side []Entry, i int) *Entry {
+	if i < len(side) {
+		return &side[i]
+	}
+	return nil
 }

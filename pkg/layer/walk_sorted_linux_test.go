@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
-	"os"
 	"path/filepath"
 	"reflect"
-	"strings"
 	"testing"
 )
 
@@ -125,8 +123,5 @@ func TestSortedWalkStops(t *testing.T) {
 	})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("canceled walk: %v", err)
-	}
-	if _, err := os.Stat(root); err != nil || strings.Contains(root, "\n") {
-		t.Fatal(err)
 	}
 }
