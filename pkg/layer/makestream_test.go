@@ -206,6 +206,10 @@ func TestMakeStreamWalkError(t *testing.T) {
 
 // streamOnce runs makeStream on root into /app with walk wrapped by wrap, as Make would.
 func streamOnce(t *testing.T, ctx context.Context, root, cacheDir string, wrap func(n int, walk entryWalk) entryWalk) (*Result, error) {
+	return streamOnceWith(t, ctx, root, cacheDir, Options{}, wrap)
+}
+
+func streamOnceWith(t *testing.T, ctx context.Context, root, cacheDir string, opts Options, wrap func(n int, walk entryWalk) entryWalk) (*Result, error) {
 	t.Helper()
 	sources := []Source{{Dest: "/app", Path: root}}
 	cache, err := OpenCache(cacheDir)
@@ -222,7 +226,7 @@ func streamOnce(t *testing.T, ctx context.Context, root, cacheDir string, wrap f
 		return wrap(calls, walk)(ctx, fn)
 	}
 	res := &Result{}
-	err = makeStream(ctx, wrapped, "app", cache, stat, Options{}, PlanOptions{LargeFile: 64 << 10, MaxLargeLayers: 2, ChunkBytes: 8 << 10}, 4, res)
+	err = makeStream(ctx, wrapped, "app", cache, stat, opts, PlanOptions{LargeFile: 64 << 10, MaxLargeLayers: 2, ChunkBytes: 8 << 10}, 4, res)
 	return res, err
 }
 
@@ -342,5 +346,81 @@ func TestRoundDown3(t *testing.T) {
 		if got := roundDown3(tc[0]); got != tc[1] {
 			t.Errorf("roundDown3(%d) = %d, want %d", tc[0], got, tc[1])
 		}
+	}
+}
+
+// slowRegistry knows no key we look for, and answers after a while: a new layer's write
+// starts late, and it is streamed (Options.OnStream) as it is written.
+type slowRegistry struct{}
+
+func (slowRegistry) Layer(string) v1.Layer {
+	time.Sleep(150 * time.Millisecond)
+	return nil
+}
+func (slowRegistry) Empty() bool { return false }
+
+// TestMakeStreamReplanFinishesLayers: when a build with the last plan finds that it no longer
+// holds, a layer still in the making is finished, not canceled: its upload, which follows the
+// write, would fail the push. The one walk is made to fail right after the chunk that holds
+// only models/w1.bin (a forced cut: it is over the chunk size), whose content was changed, so
+// that its layer is written, late, when the build goes back to planning.
+func TestMakeStreamReplanFinishesLayers(t *testing.T) {
+	root := streamTree(t)
+	cacheDir := t.TempDir()
+	same := func(_ int, w entryWalk) entryWalk { return w }
+	if _, err := streamOnce(t, context.Background(), root, cacheDir, same); err != nil {
+		t.Fatal(err)
+	}
+	var reads sync.WaitGroup
+	var mu sync.Mutex
+	var readErrs []error
+	streamed := 0
+	opts := Options{Remote: slowRegistry{}, OnStream: func(l v1.Layer) {
+		mu.Lock()
+		streamed++
+		mu.Unlock()
+		reads.Go(func() {
+			rc, err := l.Compressed()
+			if err == nil {
+				_, err = io.Copy(io.Discard, rc)
+				rc.Close()
+			}
+			if err != nil {
+				mu.Lock()
+				readErrs = append(readErrs, err)
+				mu.Unlock()
+			}
+		})
+	}}
+	res, err := streamOnceWith(t, context.Background(), root, cacheDir, opts, func(n int, walk entryWalk) entryWalk {
+		if n > 1 {
+			return walk
+		}
+		if err := os.WriteFile(filepath.Join(root, "models/w1.bin"), bytes.Repeat([]byte("x"), 80<<10), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return func(ctx context.Context, fn func(*Entry) error) error {
+			after := false
+			return walk(ctx, func(e *Entry) error {
+				if after {
+					return fmt.Errorf("%w: gone", errWalkTable)
+				}
+				after = e.Path == "app/models/w1.bin"
+				return fn(e)
+			})
+		}
+	})
+	reads.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Walks != 3 {
+		t.Errorf("%d walks, want 3 (one with the last plan, then two)", res.Walks)
+	}
+	if len(readErrs) > 0 {
+		t.Errorf("streamed layers unreadable: %v", readErrs)
+	}
+	if streamed == 0 {
+		t.Error("no layer was streamed: the test no longer has a write in flight when the plan fails")
 	}
 }
