@@ -2,8 +2,6 @@ package layer
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"hash"
 	"io"
@@ -36,9 +34,9 @@ func (b *Builder) writeEstargz(ctx context.Context, w io.Writer, entries []Entry
 	pr, pw := io.Pipe()
 	tarErr := make(chan error, 1)
 	go func() {
-		// The estargz writer hashes every file for its TOC: the contents are checked (or their
-		// digests taken) from there below, not hashed a fifth time here.
-		err := writeTarHashing(ctx, pw, entries, b.opts.Tar, false)
+		// The TOC's file digests are sha256; the content digest is not (contenthash.go), so the
+		// files are hashed on the way in, as for every other compression.
+		err := writeTar(ctx, pw, entries, b.opts.Tar)
 		tarErr <- err
 		pw.CloseWithError(err)
 	}()
@@ -55,42 +53,7 @@ func (b *Builder) writeEstargz(ctx context.Context, w io.Writer, entries []Entry
 	if toc, err = ew.Close(); err != nil {
 		return "", 0, "", fmt.Errorf("write estargz TOC: %w", err)
 	}
-	if err := checkTOCDigests(entries, c.toc); err != nil {
-		return "", 0, "", err
-	}
 	return ew.DiffID(), c.uncompressed, toc, nil
-}
-
-// checkTOCDigests checks every regular file written against the content digest the TOC
-// recorded for it (or takes that digest, for a file not hashed before).
-func checkTOCDigests(entries []Entry, toc *estargz.JTOC) error {
-	if toc == nil {
-		return fmt.Errorf("write estargz TOC: the writer produced none")
-	}
-	digests := make(map[string]string, len(toc.Entries))
-	for _, te := range toc.Entries {
-		if te.Type == "reg" {
-			digests[te.Name] = te.Digest
-		}
-	}
-	for i := range entries {
-		e := &entries[i]
-		if e.Type != TypeFile {
-			continue
-		}
-		d, err := digest.Parse(digests[e.Path])
-		if err != nil || d.Algorithm() != digest.SHA256 {
-			return fmt.Errorf("estargz TOC: no sha256 digest for /%s (%q)", e.Path, digests[e.Path])
-		}
-		var got [32]byte
-		if _, err := hex.Decode(got[:], []byte(d.Encoded())); err != nil {
-			return fmt.Errorf("estargz TOC: digest of /%s: %w", e.Path, err)
-		}
-		if err := e.checkDigest(got); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // fastGzip is estargz's gzip compressor with klauspost's deflate (about twice as fast as the
@@ -102,8 +65,6 @@ type fastGzip struct {
 	level        int
 	pool         sync.Pool
 	uncompressed int64
-	// toc is the TOC the writer wrote, with each regular file's content digest.
-	toc *estargz.JTOC
 }
 
 func (c *fastGzip) Writer(w io.Writer) (estargz.WriteFlushCloser, error) {
@@ -120,7 +81,6 @@ func (c *fastGzip) Writer(w io.Writer) (estargz.WriteFlushCloser, error) {
 }
 
 func (c *fastGzip) WriteTOCAndFooter(w io.Writer, off int64, toc *estargz.JTOC, diffHash hash.Hash) (digest.Digest, error) {
-	c.toc = toc
 	ch := &countingHash{Hash: diffHash}
 	d, err := c.GzipCompressor.WriteTOCAndFooter(w, off, toc, ch)
 	c.uncompressed += ch.n
@@ -161,7 +121,7 @@ func landmark(prioritised bool) Entry {
 		name = estargz.PrefetchLandmark
 	}
 	data := []byte{0xf}
-	return Entry{Path: name, Type: TypeFile, Mode: 0o644, Size: 1, src: dataOrigin(data), digest: sha256.Sum256(data), hashed: true}
+	return Entry{Path: name, Type: TypeFile, Mode: 0o644, Size: 1, src: dataOrigin(data), digest: contentSum(data), hashed: true}
 }
 
 // estargzOrder puts the prioritised files of a layer (with their parent directories) first, in

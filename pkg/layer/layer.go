@@ -71,7 +71,8 @@ const AnnotationKey = "dev.fairing.layer.key"
 // old cache entries are never mistaken for new ones.
 //
 // 2: gzip blocks of 256 KiB (1 MiB before). 3: zstd without job-based parallel compression.
-const formatVersion = "fairing-layer/3"
+// 4: file contents named by BLAKE3 (contenthash.go), not sha256.
+const formatVersion = "fairing-layer/4"
 
 // Builder turns planned groups into layers, reusing cached layers whose key (content listing
 // plus options) it has built before.

@@ -709,7 +709,8 @@ func TestStatCacheFile(t *testing.T) {
 	// Torn, foreign or older files are an empty cache, never an error.
 	b, _ := os.ReadFile(file)
 	v2 := append([]byte("fairing-statcache/2\n"), b[len(statCacheMagic):]...)
-	for _, bad := range [][]byte{b[:len(b)/2], b[:len(b)-1], append(b, 0), []byte("garbage"), nil, v2} {
+	v3 := append([]byte("fairing-statcache/3\n"), b[len(statCacheMagic):]...) // sha256 digests
+	for _, bad := range [][]byte{b[:len(b)/2], b[:len(b)-1], append(b, 0), []byte("garbage"), nil, v2, v3} {
 		os.WriteFile(file, bad, 0o644)
 		if _, ok := OpenStatCache(file).lookup(paths[0], key(0)); ok {
 			t.Errorf("a damaged file (%d bytes) still answered", len(bad))

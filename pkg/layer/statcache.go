@@ -3,7 +3,6 @@ package layer
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -67,7 +66,7 @@ func racyWindow(mtime time.Time) time.Duration {
 }
 
 // statCacheMagic starts the file; another format (or a foreign file) reads as an empty cache.
-const statCacheMagic = "fairing-statcache/3\n"
+const statCacheMagic = "fairing-statcache/4\n"
 
 // statRecordFixed is the size of a record after its path.
 const statRecordFixed = 6*8 + 32
@@ -79,7 +78,7 @@ const maxStatPath = 1 << 16
 // before a record is used), the number of records and the number of entries the walk found
 // (uvarints), then per file in path order: the length of the prefix it shares with the
 // previous path and the length of the rest (uvarints), the rest, then size, mtime, ctime,
-// inode, device, mode (8 bytes each, little endian) and the sha256 of the content.
+// inode, device, mode (8 bytes each, little endian) and the content digest (contentSum).
 
 // OpenStatCache opens the cache stored in file and reads its header; records are read as
 // lookups ask for them. A missing, foreign or torn file gives an empty cache: it is only an
@@ -360,7 +359,7 @@ func hashEntries(ctx context.Context, entries []Entry, cache *StatCache, jobs in
 			continue
 		}
 		if !e.local() {
-			e.digest = sha256.Sum256(e.Content())
+			e.digest = contentSum(e.Content())
 			e.hashed = true
 			continue
 		}
@@ -399,7 +398,8 @@ func hashFile(ctx context.Context, e *Entry) ([32]byte, error) {
 		return d, openError(p, err)
 	}
 	defer f.Close()
-	h := sha256.New()
+	h := getContentHasher()
+	defer putContentHasher(h)
 	buf := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(buf)
 	// ctxReader also hides File.WriteTo, which would allocate a fresh buffer per file.
@@ -410,7 +410,7 @@ func hashFile(ctx context.Context, e *Entry) ([32]byte, error) {
 	if err := checkUnchanged(f, p, e, n); err != nil {
 		return d, err
 	}
-	copy(d[:], h.Sum(nil))
+	sumInto(h, &d)
 	return d, nil
 }
 

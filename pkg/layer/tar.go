@@ -4,13 +4,13 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"fmt"
-	"hash"
 	"io"
 	"io/fs"
 	"sync"
 	"time"
+
+	"github.com/zeebo/blake3"
 )
 
 // TarOptions are the knobs of the deterministic tar writer; all are part of a layer's key.
@@ -81,13 +81,6 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b
 // when its digest was taken in this build), so a file that changed after hashing can never be
 // cached under the old key.
 func writeTar(ctx context.Context, w io.Writer, entries []Entry, o TarOptions) error {
-	return writeTarHashing(ctx, w, entries, o, true)
-}
-
-// writeTarHashing is writeTar; without hash, file contents are neither hashed nor checked, for
-// a writer downstream that hashes every file itself (eStargz's TOC records each file's digest)
-// and checks them afterwards.
-func writeTarHashing(ctx context.Context, w io.Writer, entries []Entry, o TarOptions, hash bool) error {
 	tw := tar.NewWriter(w)
 	buf := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(buf)
@@ -102,23 +95,24 @@ func writeTarHashing(ctx context.Context, w io.Writer, entries []Entry, o TarOpt
 		if e.Type != TypeFile {
 			continue
 		}
-		if err := writeContent(ctx, tw, e, *buf, hash); err != nil {
+		if err := writeContent(ctx, tw, e, *buf); err != nil {
 			return err
 		}
 	}
 	return tw.Close()
 }
 
-func writeContent(ctx context.Context, tw *tar.Writer, e *Entry, buf []byte, check bool) error {
-	var h hash.Hash
+func writeContent(ctx context.Context, tw *tar.Writer, e *Entry, buf []byte) error {
 	var dst io.Writer = tw
+	var h *blake3.Hasher
 	// A digest from the stat cache is trusted as the stat cache is: by stat data, which the
-	// read below is checked against (a write moves the ctime). Reading the file again through
-	// sha256 only guards a digest taken in this build, where a write could land within one
+	// read below is checked against (a write moves the ctime). Hashing the file again as it is
+	// read only guards a digest taken in this build, where a write could land within one
 	// timestamp tick of the walk.
-	check = check && !e.fromStat
+	check := !e.fromStat
 	if check {
-		h = sha256.New()
+		h = getContentHasher()
+		defer putContentHasher(h)
 		dst = io.MultiWriter(tw, h)
 	}
 	if !e.local() {
@@ -150,7 +144,7 @@ func writeContent(ctx context.Context, tw *tar.Writer, e *Entry, buf []byte, che
 		return nil
 	}
 	var got [32]byte
-	copy(got[:], h.Sum(nil))
+	sumInto(h, &got)
 	return e.checkDigest(got)
 }
 
