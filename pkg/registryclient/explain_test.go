@@ -68,3 +68,19 @@ type tls509 struct{ err x509.UnknownAuthorityError }
 
 func (e *tls509) Error() string { return "tls: failed to verify certificate: " + e.err.Error() }
 func (e *tls509) Unwrap() error { return e.err }
+
+// A reference that does not parse is refused with what is wrong in it, not just "could not
+// parse reference".
+func TestParseReferenceSaysWhatIsWrong(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"127.0.0.1:5000/Team/app:v1", "repository can only contain"},
+		{"registry.example.com/team/app:bad tag!", "tag can only contain"},
+		{"registry.example.com/team/app@sha256:abc", "digest"},
+		{"registry.example.com/team//app:v1", "not a valid repository name"},
+	} {
+		_, err := (Config{}).ParseReference(c.in)
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "expected e.g.") {
+			t.Errorf("ParseReference(%q) = %v, want an error that says %q", c.in, err, c.want)
+		}
+	}
+}

@@ -48,6 +48,13 @@ type Config struct {
 func (c Config) ParseReference(s string) (name.Reference, error) {
 	ref, err := name.ParseReference(s)
 	if err != nil {
+		// ParseReference says only "could not parse reference"; parsed as what it looks like,
+		// the error names the part that is wrong (an upper-case repository, a bad tag).
+		if strings.Contains(s, "@") {
+			_, err = name.NewDigest(s)
+		} else {
+			_, err = name.NewTag(s)
+		}
 		return nil, fmt.Errorf("invalid image reference %q: %v (expected e.g. registry.example.com/team/image:tag)", s, err)
 	}
 	// go-containerregistry checks characters only; registries also refuse empty or malformed
