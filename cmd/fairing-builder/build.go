@@ -45,6 +45,7 @@ func buildFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "insecure-registry", EnvVars: env("INSECURE_REGISTRY"), Usage: "registry HOST[:PORT] reachable over plain HTTP or unverified TLS (repeatable; loopback always may use HTTP)"},
 		&cli.StringSliceFlag{Name: "registry-ca", EnvVars: env("REGISTRY_CA"), Usage: "PEM file of a CA to trust for registries (repeatable)"},
 		&cli.StringFlag{Name: "cache-dir", EnvVars: env("CACHE_DIR"), Usage: "layer and stat cache (default $XDG_CACHE_HOME/fairing)"},
+		&cli.StringSliceFlag{Name: "cache-from", EnvVars: env("CACHE_FROM"), Usage: "image whose layers are reused, by content, when neither the cache nor the destination's tag has them (repeatable; e.g. the branch's latest image, for a CI runner that pushes a new tag per commit); append builds only"},
 		&cli.StringFlag{Name: "compression", Value: "gzip", EnvVars: env("COMPRESSION"), Usage: "layer compression: gzip, estargz (lazily pullable gzip), zstd (OCI bases only) or none"},
 		&cli.StringSliceFlag{Name: "estargz-prioritize", EnvVars: env("ESTARGZ_PRIORITIZE"), Usage: "image path an eStargz layer puts first, for prefetch (repeatable; default: the files named in --entrypoint/--cmd)"},
 		&cli.IntFlag{Name: "compression-level", EnvVars: env("COMPRESSION_LEVEL"), Usage: "compression level (default: gzip 1, zstd 2)"},
@@ -130,6 +131,9 @@ func runBuild(c *cli.Context) error {
 		}
 	}
 	run := builder.Run
+	if kind == builder.BuildKit && len(o.CacheFrom) > 0 {
+		return fmt.Errorf("--cache-from serves append builds, and this one runs on BuildKit: give BuildKit's cache a registry repository with --cache-repo instead")
+	}
 	if kind == builder.BuildKit {
 		run = func(ctx context.Context, o builder.Options) (*builder.Report, error) {
 			return builder.RunBuildKit(ctx, o, bk)
@@ -158,6 +162,7 @@ func buildOptions(c *cli.Context) (builder.Options, error) {
 				fmt.Fprintf(stderr, format+"\n", args...)
 			}
 		}
+		o.Warnf = func(format string, args ...any) { fmt.Fprintf(stderr, "warning: "+format+"\n", args...) }
 		if progress.IsTerminal(stderr) {
 			o.Progress = stderr
 		}
@@ -259,6 +264,13 @@ func buildOptions(c *cli.Context) (builder.Options, error) {
 	}
 	o.Plan = layer.PlanOptions{LargeFile: c.Int64("large-file")}
 	o.CacheDir = c.String("cache-dir")
+	for _, r := range c.StringSlice("cache-from") {
+		for _, s := range strings.Split(r, ",") { // references never hold commas
+			if s = strings.TrimSpace(s); s != "" {
+				o.CacheFrom = append(o.CacheFrom, s)
+			}
+		}
+	}
 	o.Registry = registryclient.Config{
 		Insecure:  c.StringSlice("insecure-registry"),
 		CAFiles:   c.StringSlice("registry-ca"),

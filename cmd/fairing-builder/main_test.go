@@ -93,6 +93,8 @@ func TestBuildErrors(t *testing.T) {
 		{[]string{"--context", dir, "--no-push", "--chown", "root"}, "numeric UID:GID"},
 		{[]string{"--context", dir, "--destination", "bad ref!"}, "invalid image reference"},
 		{[]string{"--context", dir, "extra-arg"}, "unexpected argument"},
+		{[]string{"--context", dir, "--no-push", "--cache-from", "Team/App:latest"}, "--cache-from: invalid image reference"},
+		{[]string{"--context", dir, "--no-push", "--builder", "buildkit", "--cache-from", "registry.example/team/app:latest"}, "--cache-repo instead"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			_, _, err := run(t, append([]string{"build", "--cache-dir", t.TempDir()}, tc.args...)...)

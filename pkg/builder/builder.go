@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,6 +47,11 @@ type Options struct {
 	Plan      layer.PlanOptions
 	CacheDir  string
 	Registry  registryclient.Config
+	// CacheFrom are images whose layers a build reuses by key when neither the local cache nor
+	// the destination's tag has them, e.g. the branch's latest image for a CI runner pushing a
+	// new tag per commit: a layer found there is mounted into the destination's repository (or
+	// copied from another registry), not compressed again.
+	CacheFrom []string
 
 	// Dependencies are image paths of dependency manifests (requirements.txt, ...) the image
 	// holds: reported, and recorded in a pushed context for builders that install them.
@@ -59,6 +65,9 @@ type Options struct {
 	Progress io.Writer
 	// Logf receives human-readable progress lines; nil for none.
 	Logf func(format string, args ...any)
+	// Warnf receives what a user should hear of even when nothing failed (a --cache-from
+	// image that could not be used); nil for none.
+	Warnf func(format string, args ...any)
 }
 
 // Report is what a build did; it is also the --metadata-file content.
@@ -130,6 +139,12 @@ func (o *Options) logf(format string, args ...any) {
 	}
 }
 
+func (o *Options) warnf(format string, args ...any) {
+	if o.Warnf != nil {
+		o.Warnf(format, args...)
+	}
+}
+
 // Run builds and publishes. Nothing is tagged unless everything it points to was written.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	start := time.Now()
@@ -158,6 +173,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, err
 		}
 	}
+	var cacheFrom []name.Reference
+	for _, s := range o.CacheFrom {
+		r, err := o.Registry.ParseReference(s)
+		if err != nil {
+			return nil, fmt.Errorf("--cache-from: %w", err)
+		}
+		cacheFrom = append(cacheFrom, r)
+	}
 	var publishTo []publish.Destination
 	for _, d := range dests {
 		if !(o.NoPush && d.Kind == publish.Registry) {
@@ -167,7 +190,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	// What the destination tag holds now is read once (starting below, with the previous
 	// image), for the layer lookup by key and for the publisher.
 	var tags *publish.Tags
-	if firstRegistry(dests) != nil {
+	if firstRegistry(dests) != nil || len(cacheFrom) > 0 {
 		ropts, err := o.Registry.RemoteOptions(ctx)
 		if err != nil {
 			return nil, err
@@ -205,7 +228,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	// A layer the cache lacks may be in the destination's previous image: found by its key,
 	// it is reused rather than written.
-	if prev := previousImage(ctx, dests, tags, meta); prev != nil {
+	if prev := previousImage(ctx, dests, cacheFrom, tags, meta, o.warnf); prev != nil {
 		o.Layer.Remote = prev
 		// Read (the tag's manifest, then the config) while the context is walked, not when
 		// the first changed layer asks. A build that needed none of it does not return while
@@ -501,13 +524,15 @@ func DefaultCacheDir() (string, error) {
 }
 
 // previous finds layers by key in the image a registry destination holds now (its previous
-// build). It reads the manifest and config only when first asked, so builds whose layers all
-// hit the local cache never ask.
+// build), then in the --cache-from images. It reads their manifests and configs only when first
+// asked, so builds whose layers all hit the local cache never ask.
 type previous struct {
-	meta   *blobcache.Cache
-	ref    name.Reference
+	meta *blobcache.Cache
+	// refs: the destination's tag first (its layers need no copy), then the cache-from images
+	refs   []name.Reference
 	tags   *publish.Tags
 	ctx    context.Context
+	warnf  func(format string, args ...any)
 	once   sync.Once
 	loaded atomic.Bool
 	layers map[string]v1.Layer
@@ -531,11 +556,20 @@ func keepMeta(meta *blobcache.Cache, res *build.Result) {
 	}
 }
 
-func previousImage(ctx context.Context, dests []publish.Destination, tags *publish.Tags, meta *blobcache.Cache) *previous {
+func previousImage(ctx context.Context, dests []publish.Destination, cacheFrom []name.Reference, tags *publish.Tags, meta *blobcache.Cache, warnf func(string, ...any)) *previous {
+	var refs []name.Reference
 	if ref := firstRegistry(dests); ref != nil {
-		return &previous{ref: ref, tags: tags, ctx: ctx, meta: meta}
+		refs = append(refs, ref)
 	}
-	return nil
+	for _, r := range cacheFrom {
+		if !slices.ContainsFunc(refs, func(o name.Reference) bool { return o.String() == r.String() }) {
+			refs = append(refs, r)
+		}
+	}
+	if len(refs) == 0 {
+		return nil
+	}
+	return &previous{refs: refs, tags: tags, ctx: ctx, meta: meta, warnf: warnf}
 }
 
 // firstRegistry is the first registry destination's reference, nil if there is none.
@@ -566,51 +600,88 @@ func (p *previous) Empty() bool {
 // the layer builder writes what it must ask about meanwhile.
 func (p *previous) Loaded() bool { return p.loaded.Load() }
 
-// load reads the previous image; any failure (no such tag yet, an unreachable registry) just
-// means nothing is known: the layers are built.
+// load reads the previous image and the cache-from images side by side; a layer key found in
+// several is taken from the first (the destination's own). Any failure (no such tag yet, an
+// unreachable registry) just means nothing is known from that image: the layers are built.
 func (p *previous) load() {
 	defer p.loaded.Store(true)
-	desc, err := p.tags.Get(p.ctx, p.ref)
+	found := make([]map[string]v1.Layer, len(p.refs))
+	var wg sync.WaitGroup
+	for i, ref := range p.refs {
+		wg.Go(func() {
+			var err error
+			if found[i], err = p.read(ref); err != nil && i > 0 {
+				// named by the user: say why it gave nothing (the destination's tag is
+				// missing on every first build, which is not news)
+				p.warnf("--cache-from %s: not used: %v", ref, registryclient.Explain(err))
+			}
+		})
+	}
+	wg.Wait()
+	p.layers = map[string]v1.Layer{}
+	for _, m := range found {
+		for k, l := range m {
+			if _, ok := p.layers[k]; !ok {
+				p.layers[k] = l
+			}
+		}
+	}
+}
+
+// read returns the layers of the image ref names, by key.
+func (p *previous) read(ref name.Reference) (map[string]v1.Layer, error) {
+	desc, err := p.tags.Get(p.ctx, ref)
 	if err != nil {
-		return
+		return nil, err
 	}
 	var img v1.Image
 	if desc.MediaType.IsIndex() {
 		idx, err := desc.ImageIndex()
 		if err != nil {
-			return
+			return nil, err
 		}
 		im, err := idx.IndexManifest()
-		if err != nil || len(im.Manifests) == 0 {
-			return
+		if err != nil {
+			return nil, err
+		}
+		if len(im.Manifests) == 0 {
+			return nil, fmt.Errorf("an empty index")
 		}
 		// Every platform carries the same code layers: one child is enough.
 		if img, err = idx.Image(im.Manifests[0].Digest); err != nil {
-			return
+			return nil, err
 		}
 	} else if img, err = desc.Image(); err != nil {
-		return
+		return nil, err
 	}
 	img = p.meta.Image(img) // most often this builder's own config, kept when it was built
 	m, err := img.Manifest()
 	if err != nil {
-		return
+		return nil, err
 	}
 	cf, err := img.ConfigFile()
-	if err != nil || len(cf.RootFS.DiffIDs) != len(m.Layers) {
-		return
+	if err != nil {
+		return nil, err
 	}
 	layers, err := img.Layers()
-	if err != nil || len(layers) != len(m.Layers) {
-		return
+	if err != nil {
+		return nil, err
 	}
-	p.layers = map[string]v1.Layer{}
+	if len(cf.RootFS.DiffIDs) != len(m.Layers) || len(layers) != len(m.Layers) {
+		return nil, fmt.Errorf("its config lists %d layers, its manifest %d", len(cf.RootFS.DiffIDs), len(m.Layers))
+	}
+	found := map[string]v1.Layer{}
 	for i, d := range m.Layers {
 		if k := d.Annotations[layer.AnnotationKey]; k != "" {
-			// still mountable from this repository when pushed elsewhere
-			p.layers[k] = &remote.MountableLayer{Layer: &knownLayer{Layer: layers[i], desc: d, diffID: cf.RootFS.DiffIDs[i]}, Reference: p.ref}
+			// mountable from ref's repository into the destination's (the same registry), or
+			// read from it and uploaded (another one)
+			found[k] = &remote.MountableLayer{Layer: &knownLayer{Layer: layers[i], desc: d, diffID: cf.RootFS.DiffIDs[i]}, Reference: ref}
 		}
 	}
+	if len(found) == 0 && len(m.Layers) > 0 {
+		return nil, fmt.Errorf("none of its layers was built by fairing (no %s annotation)", layer.AnnotationKey)
+	}
+	return found, nil
 }
 
 // PushContext turns local sources into layers exactly as a build would (same cache, same

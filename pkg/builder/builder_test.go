@@ -617,3 +617,91 @@ func TestRebuildRoundTrips(t *testing.T) {
 		})
 	}
 }
+
+// A fresh machine building a new tag (a CI runner, one tag per commit) finds its layers by key
+// in the --cache-from image: nothing is compressed or uploaded, and the image is the one a cold
+// build gives. A cache-from image that is missing,
+// or that fairing did not build, is only reported.
+func TestRunCacheFrom(t *testing.T) {
+	reg := memRegistry(t)
+	pushBase(t, reg+"/base/img:1", types.OCIManifestSchema1, amd64)
+	ctxDir := project(t)
+	first, err := Run(context.Background(), opts(t, ctxDir, reg+"/base/img:1", reg+"/team/app:main"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var logs []string
+	o := opts(t, ctxDir, reg+"/base/img:1", reg+"/team/app-ci:commit2")
+	o.CacheFrom = []string{reg + "/nothing/here:latest", reg + "/base/img:1", reg + "/team/app:main"}
+	o.Warnf = func(f string, a ...any) { logs = append(logs, fmt.Sprintf(f, a...)) }
+	rep, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Digest != first.Digest {
+		t.Errorf("digest %s, want the cold build's %s", rep.Digest, first.Digest)
+	}
+	for _, l := range rep.Layers {
+		if l.Origin != "registry" {
+			t.Errorf("layer %s came from %s, want the cache-from image", l.Name, l.Origin)
+		}
+		// this registry keeps blobs for all repositories: found there (test/builder checks
+		// the mount on distribution, which keeps them per repository)
+		if slices.Contains(rep.Pushed, l.Digest) || !slices.Contains(append(rep.Mounted, rep.Skipped...), l.Digest) {
+			t.Errorf("layer %s (%s) was uploaded again: mounted %v, skipped %v, pushed %v", l.Name, l.Digest, rep.Mounted, rep.Skipped, rep.Pushed)
+		}
+	}
+	if ents, _ := os.ReadDir(filepath.Join(o.CacheDir, "blobs", "sha256")); len(ents) != 0 {
+		t.Errorf("%d blobs written", len(ents))
+	}
+	ref, _ := name.ParseReference(rep.Refs[0])
+	img, err := remote.Image(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validate.Image(img); err != nil {
+		t.Errorf("image built from cache-from layers is invalid: %v", err)
+	}
+	joined := strings.Join(logs, "\n")
+	for _, want := range []string{"--cache-from " + reg + "/nothing/here:latest: not used", "--cache-from " + reg + "/base/img:1: not used: none of its layers was built by fairing"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("log lacks %q:\n%s", want, joined)
+		}
+	}
+	if strings.Contains(joined, "team/app-ci") {
+		t.Errorf("the destination's missing tag was reported:\n%s", joined)
+	}
+
+	// From another registry the layers are copied, not compressed: read from there, uploaded.
+	reg2 := memRegistry(t)
+	pushBase(t, reg2+"/base/img:1", types.OCIManifestSchema1, amd64)
+	o2 := opts(t, ctxDir, reg2+"/base/img:1", reg2+"/team/app:commit2")
+	o2.CacheFrom = []string{reg + "/team/app:main"}
+	rep2, err := Run(context.Background(), o2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// (the image digest differs: the base's name, in an annotation, is another registry's)
+	for i, l := range rep2.Layers {
+		if l.Digest != first.Layers[i].Digest {
+			t.Errorf("from another registry: layer %s is %s, want %s", l.Name, l.Digest, first.Layers[i].Digest)
+		}
+		if l.Origin != "registry" || !slices.Contains(rep2.Pushed, l.Digest) {
+			t.Errorf("from another registry: layer %s came from %s, pushed %v", l.Name, l.Origin, rep2.Pushed)
+		}
+	}
+	ref2, _ := name.ParseReference(rep2.Refs[0])
+	img2, err := remote.Image(ref2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validate.Image(img2); err != nil {
+		t.Errorf("image with layers copied from another registry is invalid: %v", err)
+	}
+
+	o.CacheFrom = []string{"Team/App:latest"}
+	if _, err := Run(context.Background(), o); err == nil || !strings.Contains(err.Error(), "--cache-from") {
+		t.Errorf("a bad --cache-from reference: err = %v", err)
+	}
+}

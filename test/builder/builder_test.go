@@ -454,3 +454,41 @@ func TestCompressedImages(t *testing.T) {
 		t.Errorf("zstd onto a Docker base: err %v, %s", err, out)
 	}
 }
+
+// A CI runner with an empty cache pushing a new tag to another repository reuses the layers of
+// the image --cache-from names, on a real registry (distribution keeps blobs per repository):
+// every fairing layer is mounted, none downloaded or uploaded, only the image config is sent,
+// and the image is the one the first build made.
+func TestCacheFromAnotherRepository(t *testing.T) {
+	reg := testenv.Registry(t)
+	base := testenv.BusyboxBase(t)
+	proxy := testenv.NewProxy(t, reg)
+	base = proxy.Addr() + strings.TrimPrefix(base, reg)
+	main := proxy.Addr() + "/" + testenv.Repo(t) + "-main:latest"
+	ctxDir := project(t)
+	args := []string{"--context", ctxDir, "--base", base, "--cmd", "/app/run.sh"}
+	first, _ := build(t, t.TempDir(), append(args, "--destination", main)...)
+
+	proxy.Reset()
+	ci := proxy.Addr() + "/" + testenv.Repo(t) + "-ci:commit2"
+	r, ref := build(t, t.TempDir(), append(args, "--destination", ci, "--cache-from", main)...)
+	if r.Digest != first.Digest {
+		t.Errorf("digest %s, want the first build's %s", r.Digest, first.Digest)
+	}
+	mounted, uploaded := proxy.Mounted(), proxy.Uploaded()
+	for _, l := range r.Layers {
+		if !contains(mounted, l.Digest) || contains(uploaded, l.Digest) {
+			t.Errorf("layer %s (%s): mounted %v, uploaded %v", l.Name, l.Digest, contains(mounted, l.Digest), contains(uploaded, l.Digest))
+		}
+	}
+	if len(uploaded) != 1 {
+		t.Errorf("uploaded %v, want the image config alone\n%s", uploaded, proxy.Summary())
+	}
+	img := image(t, ref)
+	if got := layerGets(proxy, img); len(got) != 0 {
+		t.Errorf("the build downloaded layers %v", got)
+	}
+	if err := validate.Image(img); err != nil {
+		t.Errorf("validate: %v", err)
+	}
+}
