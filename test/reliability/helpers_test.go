@@ -84,6 +84,7 @@ type report struct {
 		Digest string `json:"digest"`
 		Size   int64  `json:"size"`
 		Cached bool   `json:"cached"`
+		Origin string `json:"origin"`
 	} `json:"layers"`
 	Pushed  []string `json:"pushed"`
 	Mounted []string `json:"mounted"`

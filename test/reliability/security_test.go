@@ -325,3 +325,67 @@ func tlsFront(t *testing.T, upstream, dnsName string) (caFile, addr string) {
 	t.Cleanup(s.Close)
 	return caFile, s.Listener.Addr().String()
 }
+
+// TestCacheFromBehindAuth: a --cache-from image in a registry that wants credentials serves a
+// build that has them (its layers copied to the destination's registry, not compressed again);
+// for a build with wrong or no credentials it only costs the reuse: the build succeeds, builds
+// every layer, and says why in one warning line that holds no credential.
+func TestCacheFromBehindAuth(t *testing.T) {
+	needBinary(t)
+	authReg := testenv.Need(t, envAuthRegistry)
+	user, password := testenv.Need(t, envAuthUser), testenv.Need(t, envAuthPassword)
+	reg, base := testenv.Registry(t), testenv.BusyboxBase(t)
+	secret := secrets(user, password)
+	ctxDir := project(t, 33, 20, 0, 0)
+	good := []string{"DOCKER_CONFIG=" + dockerConfig(t, map[string][2]string{authReg: {user, password}}, nil)}
+	cached := authReg + "/" + testenv.Repo(t) + ":main"
+	if r := run(t, runOpts{env: good}, "--context", ctxDir, "--base", base, "--cache-dir", t.TempDir(), "--destination", cached); r.Code != 0 {
+		t.Fatalf("push the cache-from image:\n%s", r)
+	}
+
+	r := run(t, runOpts{env: good}, "--context", ctxDir, "--base", base, "--cache-dir", t.TempDir(),
+		"--destination", reg+"/"+testenv.Repo(t)+":copied", "--cache-from", cached)
+	if r.Code != 0 || r.Meta == nil {
+		t.Fatalf("with credentials:\n%s", r)
+	}
+	for _, l := range r.Meta.Layers {
+		if l.Origin != "registry" {
+			t.Errorf("with credentials: layer %s came from %q, want the cache-from image", l.Name, l.Origin)
+		}
+	}
+
+	wrong := "wrong-" + password[:10]
+	secret["wrong password"] = wrong
+	secret["base64(user:wrong)"] = base64.StdEncoding.EncodeToString([]byte(user + ":" + wrong))
+	for _, tc := range []struct {
+		name string
+		env  []string
+	}{
+		{"wrong password", []string{"DOCKER_CONFIG=" + dockerConfig(t, map[string][2]string{authReg: {user, wrong}}, nil)}},
+		{"no credentials", []string{"DOCKER_CONFIG=" + t.TempDir()}},
+	} {
+		r := run(t, runOpts{env: tc.env}, "--context", ctxDir, "--base", base, "--cache-dir", t.TempDir(),
+			"--destination", reg+"/"+testenv.Repo(t)+":v1", "--cache-from", cached)
+		if r.Code != 0 || r.Meta == nil {
+			t.Fatalf("%s: the build failed:\n%s", tc.name, r)
+		}
+		var warning string
+		for _, l := range strings.Split(r.Stderr, "\n") {
+			if strings.HasPrefix(l, "warning: --cache-from "+cached+": not used: ") {
+				warning = l
+			}
+		}
+		if warning == "" || !strings.Contains(warning, "401") {
+			t.Errorf("%s: no warning that names the cache-from image and the refusal:\n%s", tc.name, r.Stderr)
+		}
+		t.Logf("%s: %s", tc.name, warning)
+		for _, l := range r.Meta.Layers {
+			if l.Origin != "built" {
+				t.Errorf("%s: layer %s came from %q, want built", tc.name, l.Name, l.Origin)
+			}
+		}
+		for _, l := range append(leaks(tc.name+": stderr", []byte(r.Stderr), secret), leaks(tc.name+": stdout", []byte(r.Stdout), secret)...) {
+			t.Errorf("credential leaked: %s", l)
+		}
+	}
+}
