@@ -528,14 +528,16 @@ func DefaultCacheDir() (string, error) {
 // asked, so builds whose layers all hit the local cache never ask.
 type previous struct {
 	meta *blobcache.Cache
-	// refs: the destination's tag first (its layers need no copy), then the cache-from images
-	refs   []name.Reference
-	tags   *publish.Tags
-	ctx    context.Context
-	warnf  func(format string, args ...any)
-	once   sync.Once
-	loaded atomic.Bool
-	layers map[string]v1.Layer
+	// refs: the destination's tag first (its layers need no copy), then from refs[cacheFrom]
+	// on the cache-from images
+	refs      []name.Reference
+	cacheFrom int
+	tags      *publish.Tags
+	ctx       context.Context
+	warnf     func(format string, args ...any)
+	once      sync.Once
+	loaded    atomic.Bool
+	layers    map[string]v1.Layer
 }
 
 // keepMeta stores the configs of what was built, and the platforms' manifests of an index.
@@ -561,6 +563,7 @@ func previousImage(ctx context.Context, dests []publish.Destination, cacheFrom [
 	if ref := firstRegistry(dests); ref != nil {
 		refs = append(refs, ref)
 	}
+	own := len(refs)
 	for _, r := range cacheFrom {
 		if !slices.ContainsFunc(refs, func(o name.Reference) bool { return o.String() == r.String() }) {
 			refs = append(refs, r)
@@ -569,7 +572,7 @@ func previousImage(ctx context.Context, dests []publish.Destination, cacheFrom [
 	if len(refs) == 0 {
 		return nil
 	}
-	return &previous{refs: refs, tags: tags, ctx: ctx, meta: meta, warnf: warnf}
+	return &previous{refs: refs, cacheFrom: own, tags: tags, ctx: ctx, meta: meta, warnf: warnf}
 }
 
 // firstRegistry is the first registry destination's reference, nil if there is none.
@@ -610,9 +613,10 @@ func (p *previous) load() {
 	for i, ref := range p.refs {
 		wg.Go(func() {
 			var err error
-			if found[i], err = p.read(ref); err != nil && i > 0 {
-				// named by the user: say why it gave nothing (the destination's tag is
-				// missing on every first build, which is not news)
+			// A cache-from image was named by the user: say why it gave nothing (the
+			// destination's tag is missing on every first build, which is not news; a read
+			// canceled because the build needed nothing from it is not either).
+			if found[i], err = p.read(ref); err != nil && i >= p.cacheFrom && p.ctx.Err() == nil {
 				p.warnf("--cache-from %s: not used: %v", ref, registryclient.Explain(err))
 			}
 		})

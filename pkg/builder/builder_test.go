@@ -700,8 +700,82 @@ func TestRunCacheFrom(t *testing.T) {
 		t.Errorf("image with layers copied from another registry is invalid: %v", err)
 	}
 
+	// Into an OCI layout (no registry destination): the layers are read from the cache-from
+	// image; a missing one is reported there too.
+	logs = nil
+	dir := t.TempDir()
+	o3 := opts(t, ctxDir, reg+"/base/img:1", "oci:"+dir+":v1")
+	o3.CacheFrom = []string{reg + "/nothing/here:latest", reg + "/team/app:main"}
+	o3.Warnf = o.Warnf
+	rep3, err := Run(context.Background(), o3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range rep3.Layers {
+		if l.Origin != "registry" {
+			t.Errorf("into a layout: layer %s came from %s", l.Name, l.Origin)
+		}
+	}
+	if rep3.Digest != first.Digest {
+		t.Errorf("into a layout: digest %s, want %s", rep3.Digest, first.Digest)
+	}
+	lp, err := layout.FromPath(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := v1.NewHash(rep3.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	li, err := lp.Image(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validate.Image(li); err != nil {
+		t.Errorf("layout image with cache-from layers is invalid: %v", err)
+	}
+	if !strings.Contains(strings.Join(logs, "\n"), "--cache-from "+reg+"/nothing/here:latest: not used") {
+		t.Errorf("into a layout: the missing cache-from image was not reported: %v", logs)
+	}
+
 	o.CacheFrom = []string{"Team/App:latest"}
 	if _, err := Run(context.Background(), o); err == nil || !strings.Contains(err.Error(), "--cache-from") {
 		t.Errorf("a bad --cache-from reference: err = %v", err)
+	}
+}
+
+// A cache-from image still being read when a build turns out to need nothing from it (every
+// layer in the local cache) is let go quietly: the canceled read is not a warning.
+func TestRunCacheFromNotNeeded(t *testing.T) {
+	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/slow/") {
+			<-r.Context().Done() // answers only when the build gives up on it
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(s.Close)
+	reg := strings.TrimPrefix(s.URL, "http://")
+	pushBase(t, reg+"/base/img:1", types.OCIManifestSchema1, amd64)
+	ctxDir := project(t)
+	o := opts(t, ctxDir, reg+"/base/img:1", "oci:"+t.TempDir()+":v1")
+	if _, err := Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	var logs []string
+	o.Warnf = func(f string, a ...any) { logs = append(logs, fmt.Sprintf(f, a...)) }
+	o.CacheFrom = []string{reg + "/slow/app:main"}
+	rep, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range rep.Layers {
+		if !l.Cached {
+			t.Errorf("layer %s not from the local cache", l.Name)
+		}
+	}
+	if len(logs) != 0 {
+		t.Errorf("warned of a read the build did not need: %v", logs)
 	}
 }
