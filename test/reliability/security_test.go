@@ -141,10 +141,7 @@ func TestCredentialsNeverLeak(t *testing.T) {
 	check := func(what string, data []byte) {
 		everything = append(everything, leaks(what, data, secret)...)
 	}
-	for i, creds := range []struct {
-		name string
-		env  []string
-	}{
+	for i, creds := range []credentialCase{
 		{"auths in config.json", []string{"DOCKER_CONFIG=" + dockerConfig(t, map[string][2]string{reg: {user, password}}, nil)}},
 		{"credential helper", []string{"DOCKER_CONFIG=" + dockerConfig(t, nil, map[string]string{reg: "fairingtest"}), pathEnv}},
 	} {
@@ -194,16 +191,7 @@ func TestCredentialsNeverLeak(t *testing.T) {
 	}
 
 	// Wrong and missing credentials.
-	wrong := "wrong-" + password[:10]
-	secret["wrong password"] = wrong
-	secret["base64(user:wrong)"] = base64.StdEncoding.EncodeToString([]byte(user + ":" + wrong))
-	for _, tc := range []struct {
-		name string
-		env  []string
-	}{
-		{"wrong password", []string{"DOCKER_CONFIG=" + dockerConfig(t, map[string][2]string{reg: {user, wrong}}, nil)}},
-		{"no credentials", []string{"DOCKER_CONFIG=" + t.TempDir()}},
-	} {
+	for _, tc := range badCredentials(t, reg, user, password, secret) {
 		dest := reg + "/" + testenv.Repo(t) + ":v1"
 		line := mustFail(t, runOpts{env: tc.env}, []string{"push:", "the registry refused the credentials (401 Unauthorized)", "docker login"},
 			"--context", ctxDir, "--base", base, "--cache-dir", cache, "--destination", dest, "--verbose")
@@ -354,16 +342,7 @@ func TestCacheFromBehindAuth(t *testing.T) {
 		}
 	}
 
-	wrong := "wrong-" + password[:10]
-	secret["wrong password"] = wrong
-	secret["base64(user:wrong)"] = base64.StdEncoding.EncodeToString([]byte(user + ":" + wrong))
-	for _, tc := range []struct {
-		name string
-		env  []string
-	}{
-		{"wrong password", []string{"DOCKER_CONFIG=" + dockerConfig(t, map[string][2]string{authReg: {user, wrong}}, nil)}},
-		{"no credentials", []string{"DOCKER_CONFIG=" + t.TempDir()}},
-	} {
+	for _, tc := range badCredentials(t, authReg, user, password, secret) {
 		r := run(t, runOpts{env: tc.env}, "--context", ctxDir, "--base", base, "--cache-dir", t.TempDir(),
 			"--destination", reg+"/"+testenv.Repo(t)+":v1", "--cache-from", cached)
 		if r.Code != 0 || r.Meta == nil {
@@ -387,5 +366,23 @@ func TestCacheFromBehindAuth(t *testing.T) {
 		for _, l := range append(leaks(tc.name+": stderr", []byte(r.Stderr), secret), leaks(tc.name+": stdout", []byte(r.Stdout), secret)...) {
 			t.Errorf("credential leaked: %s", l)
 		}
+	}
+}
+
+// credentialCase is an environment that gives fairing-builder some credentials.
+type credentialCase struct {
+	name string
+	env  []string
+}
+
+// badCredentials are a Docker config with a wrong password for reg and one with none; the wrong
+// password joins the secrets no output may hold.
+func badCredentials(t *testing.T, reg, user, password string, secret map[string]string) []credentialCase {
+	wrong := "wrong-" + password[:10]
+	secret["wrong password"] = wrong
+	secret["base64(user:wrong)"] = base64.StdEncoding.EncodeToString([]byte(user + ":" + wrong))
+	return []credentialCase{
+		{"wrong password", []string{"DOCKER_CONFIG=" + dockerConfig(t, map[string][2]string{reg: {user, wrong}}, nil)}},
+		{"no credentials", []string{"DOCKER_CONFIG=" + t.TempDir()}},
 	}
 }
