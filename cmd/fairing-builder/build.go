@@ -45,7 +45,7 @@ func buildFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "insecure-registry", EnvVars: env("INSECURE_REGISTRY"), Usage: "registry HOST[:PORT] reachable over plain HTTP or unverified TLS (repeatable; loopback always may use HTTP)"},
 		&cli.StringSliceFlag{Name: "registry-ca", EnvVars: env("REGISTRY_CA"), Usage: "PEM file of a CA to trust for registries (repeatable)"},
 		&cli.StringFlag{Name: "cache-dir", EnvVars: env("CACHE_DIR"), Usage: "layer and stat cache (default $XDG_CACHE_HOME/fairing)"},
-		&cli.StringSliceFlag{Name: "cache-from", EnvVars: env("CACHE_FROM"), Usage: "image whose layers are reused, by content, when neither the cache nor the destination's tag has them (repeatable; e.g. the branch's latest image, for a CI runner that pushes a new tag per commit); append builds only"},
+		&cli.StringSliceFlag{Name: "cache-from", EnvVars: env("CACHE_FROM"), Usage: "image whose layers are reused, by content, when neither the cache nor the destination's tag has them (repeatable; e.g. the branch's latest image, for a CI runner that pushes a new tag per commit); append builds and push-context"},
 		&cli.StringFlag{Name: "compression", Value: "gzip", EnvVars: env("COMPRESSION"), Usage: "layer compression: gzip, estargz (lazily pullable gzip), zstd (OCI bases only) or none"},
 		&cli.StringSliceFlag{Name: "estargz-prioritize", EnvVars: env("ESTARGZ_PRIORITIZE"), Usage: "image path an eStargz layer puts first, for prefetch (repeatable; default: the files named in --entrypoint/--cmd)"},
 		&cli.IntFlag{Name: "compression-level", EnvVars: env("COMPRESSION_LEVEL"), Usage: "compression level (default: gzip 1, zstd 2)"},

@@ -173,13 +173,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, err
 		}
 	}
-	var cacheFrom []name.Reference
-	for _, s := range o.CacheFrom {
-		r, err := o.Registry.ParseReference(s)
-		if err != nil {
-			return nil, fmt.Errorf("--cache-from: %w", err)
-		}
-		cacheFrom = append(cacheFrom, r)
+	cacheFrom, err := o.cacheFromRefs()
+	if err != nil {
+		return nil, err
 	}
 	var publishTo []publish.Destination
 	for _, d := range dests {
@@ -230,14 +226,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	// it is reused rather than written.
 	if prev := previousImage(ctx, dests, cacheFrom, tags, meta, o.warnf); prev != nil {
 		o.Layer.Remote = prev
-		// Read (the tag's manifest, then the config) while the context is walked, not when
-		// the first changed layer asks. A build that needed none of it does not return while
-		// it is still being read: canceled, then waited for, it asks nothing after Run.
-		pctx, cancel := context.WithCancel(ctx)
-		prev.ctx = pctx
-		go prev.Empty()
-		defer prev.Empty()
-		defer cancel()
+		defer prev.start(ctx)()
 	}
 
 	// The base's manifest and config come over the network while the layers are built.
@@ -558,6 +547,32 @@ func keepMeta(meta *blobcache.Cache, res *build.Result) {
 	}
 }
 
+// cacheFromRefs parses o.CacheFrom.
+func (o *Options) cacheFromRefs() ([]name.Reference, error) {
+	var refs []name.Reference
+	for _, s := range o.CacheFrom {
+		r, err := o.Registry.ParseReference(s)
+		if err != nil {
+			return nil, fmt.Errorf("--cache-from: %w", err)
+		}
+		refs = append(refs, r)
+	}
+	return refs, nil
+}
+
+// start reads the images (the tags' manifests, then the configs) while the context is walked,
+// not when the first changed layer asks. The returned stop cancels what is still being read
+// and waits for it, so that a build that needed none of it asks nothing after it returns.
+func (p *previous) start(ctx context.Context) (stop func()) {
+	pctx, cancel := context.WithCancel(ctx)
+	p.ctx = pctx
+	go p.Empty()
+	return func() {
+		cancel()
+		p.Empty()
+	}
+}
+
 func previousImage(ctx context.Context, dests []publish.Destination, cacheFrom []name.Reference, tags *publish.Tags, meta *blobcache.Cache, warnf func(string, ...any)) *previous {
 	var refs []name.Reference
 	if ref := firstRegistry(dests); ref != nil {
@@ -703,6 +718,22 @@ func PushContext(ctx context.Context, o Options, repo string, meta contextimage.
 	r, err := o.Registry.ParseReference(repo)
 	if err != nil {
 		return "", nil, err
+	}
+	cacheFrom, err := o.cacheFromRefs()
+	if err != nil {
+		return "", nil, err
+	}
+	if len(cacheFrom) > 0 {
+		// A fresh machine's context is made of the layers a built image already holds: they
+		// are mounted into the context's repository, not compressed again.
+		ropts, err := o.Registry.RemoteOptions(ctx)
+		if err != nil {
+			return "", nil, err
+		}
+		blobs := blobcache.Open(filepath.Join(o.CacheDir, "meta"), filepath.Join(o.CacheDir, "tmp"))
+		prev := previousImage(ctx, nil, cacheFrom, publish.NewTags(ropts), blobs, o.warnf)
+		o.Layer.Remote = prev
+		defer prev.start(ctx)()
 	}
 	ls, err := makeLayers(ctx, o)
 	if err != nil {

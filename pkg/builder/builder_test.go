@@ -465,6 +465,36 @@ func TestContextArtifact(t *testing.T) {
 		t.Errorf("edited context pushed %v, want one layer and the config", edited.Pushed)
 	}
 
+	// A fresh machine (a CI runner) sends the same context with nothing compressed when
+	// --cache-from names an image with its layers.
+	fresh := o
+	fresh.CacheDir = t.TempDir()
+	fresh.Destinations = []string{reg + "/me/app:edited"}
+	if _, err := Run(context.Background(), fresh); err != nil {
+		t.Fatal(err)
+	}
+	fresh.CacheDir = t.TempDir()
+	fresh.CacheFrom = []string{reg + "/me/app:edited"}
+	ciRef, ci, err := PushContext(context.Background(), fresh, reg+"/ci/app", contextimage.Meta{Workdir: "/app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range ci.Layers {
+		if l.Origin != "registry" {
+			t.Errorf("context from a fresh cache with --cache-from: layer %s came from %s", l.Name, l.Origin)
+		}
+	}
+	if ents, _ := os.ReadDir(filepath.Join(fresh.CacheDir, "blobs", "sha256")); len(ents) != 0 {
+		t.Errorf("context from a fresh cache with --cache-from: %d blobs written", len(ents))
+	}
+	_, warm, err := PushContext(context.Background(), o, reg+"/ci/app", contextimage.Meta{Workdir: "/app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if "oci://"+warm.Reference != ciRef {
+		t.Errorf("context with --cache-from is %s, from a warm cache %s", ciRef, warm.Reference)
+	}
+
 	if _, err := Run(context.Background(), Options{ContextRef: "oci://" + reg + "/me/app:latest", Base: "scratch", Destinations: []string{reg + "/x:1"}}); err == nil || !strings.Contains(err.Error(), "by digest") {
 		t.Errorf("tag instead of digest: err = %v", err)
 	}
