@@ -53,6 +53,7 @@ func buildFlags() []cli.Flag {
 		strs("image-label", "image label KEY=VALUE (repeatable)"),
 		strs("insecure-registry", "registry HOST[:PORT] reachable over plain HTTP or unverified TLS (repeatable; loopback always may use HTTP)"),
 		str("cache-dir", "local layer cache (default $XDG_CACHE_HOME/fairing)"),
+		strs("cache-from", "image whose layers the context reuses, by content, when the local cache lacks them (repeatable; e.g. the last image built from this project, on a fresh machine)"),
 		str("context-repo", "repository that receives the context artifact (default: the first destination's repository)"),
 		strDef("builder", "auto", "append (no steps run), buildkit (install the dependency files' packages in the build pod, with BuildKit), or auto: buildkit when a dependency file lists packages"),
 		str("builder-image", "image of an append build step, running fairing-builder (default: "+defaultImage("fairing-builder")+")"),
@@ -261,12 +262,16 @@ func inClusterOptions(c *cli.Context, ns string) (incluster.Options, error) {
 			return o, usageErr("%v", err)
 		}
 		p := &builder.Options{
-			Base:     c.String("base"),
-			Sources:  src,
-			Config:   build.Config{WorkingDir: workdir},
-			Layer:    layer.Options{Tar: layer.TarOptions{Epoch: epoch}},
-			CacheDir: c.String("cache-dir"),
-			Registry: rc,
+			Base:      c.String("base"),
+			Sources:   src,
+			Config:    build.Config{WorkingDir: workdir},
+			Layer:     layer.Options{Tar: layer.TarOptions{Epoch: epoch}},
+			CacheDir:  c.String("cache-dir"),
+			CacheFrom: c.StringSlice("cache-from"),
+			Registry:  rc,
+		}
+		if w := c.App.ErrWriter; w != nil && !c.Bool("quiet") {
+			p.Warnf = func(format string, args ...any) { fmt.Fprintf(w, "warning: "+format+"\n", args...) }
 		}
 		if err := preprocessNames.Run(c, p, ctxDir, c.String("dockerignore"), workdir, kind != builder.Append, c.Bool("quiet")); err != nil {
 			return o, usageErr("%v", err)

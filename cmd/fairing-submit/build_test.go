@@ -100,6 +100,7 @@ func TestBuildInClusterBadInput(t *testing.T) {
 		{[]string{"--base", "r.example/b:1", "--destination", "r.example/app", "--image-workdir", "app"}, "absolute"},
 		{[]string{"--base", "r.example/b:1", "--destination", "r.example/app", "--build-context", filepath.Join(dir, "missing")}, "does not exist"},
 		{[]string{"--base", "UPPER/b:1", "--destination", "r.example/app"}, "invalid image reference"},
+		{[]string{"--base", "r.example/b:1", "--destination", "r.example/app", "--cache-from", "UPPER/app:main"}, "--cache-from: invalid image reference"},
 		{[]string{"--base", "r.example/b:1", "--destination", "r.example/app", "--env", "NOVALUE"}, "NOVALUE"},
 		{[]string{"--base", "r.example/b:1", "--destination", "r.example/app", "-d", "nope"}, "unknown deployer"},
 		{[]string{"--base", "r.example/b:1", "--destination", "r.example/app", "--cleanup", "sometimes"}, "--cleanup"},
