@@ -117,7 +117,8 @@ type LayerReport struct {
 	Entries   int    `json:"entries"`
 	Cached    bool   `json:"cached"`
 	// Origin is where the layer came from: "built" now, the local "cache", or the "registry"
-	// (found by key in the destination's previous image: a fresh machine compresses nothing).
+	// (found by key in the destination's previous image or a --cache-from image: a fresh
+	// machine compresses nothing).
 	Origin      string            `json:"origin"`
 	Key         string            `json:"key"`
 	Annotations map[string]string `json:"annotations,omitempty"`
