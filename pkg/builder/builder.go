@@ -197,7 +197,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	// Image configs and manifests, content-addressed: the base's and the previous image's
 	// configs, and the previous index's platform manifests, are read from the registry once,
 	// not on every build.
-	meta := blobcache.Open(filepath.Join(o.CacheDir, "meta"), filepath.Join(o.CacheDir, "tmp")) // the layer cache sweeps tmp/
+	meta := metaCache(o.CacheDir)
 	progressCh, progressWait := progress.Uploads(o.Progress, "pushing")
 	pub, err := publish.NewPublisher(ctx, publishTo, publish.Options{Registry: o.Registry, Progress: progressCh, Tags: tags, Blobs: meta})
 	if err != nil {
@@ -548,6 +548,11 @@ func keepMeta(meta *blobcache.Cache, res *build.Result) {
 	}
 }
 
+// metaCache keeps image configs and manifests read from registries, by digest, in the cache dir.
+func metaCache(cacheDir string) *blobcache.Cache {
+	return blobcache.Open(filepath.Join(cacheDir, "meta"), filepath.Join(cacheDir, "tmp")) // the layer cache sweeps tmp/
+}
+
 // cacheFromRefs parses o.CacheFrom.
 func (o *Options) cacheFromRefs() ([]name.Reference, error) {
 	var refs []name.Reference
@@ -731,8 +736,7 @@ func PushContext(ctx context.Context, o Options, repo string, meta contextimage.
 		if err != nil {
 			return "", nil, err
 		}
-		blobs := blobcache.Open(filepath.Join(o.CacheDir, "meta"), filepath.Join(o.CacheDir, "tmp"))
-		prev := previousImage(ctx, nil, cacheFrom, publish.NewTags(ropts), blobs, o.warnf)
+		prev := previousImage(ctx, nil, cacheFrom, publish.NewTags(ropts), metaCache(o.CacheDir), o.warnf)
 		o.Layer.Remote = prev
 		defer prev.start(ctx)()
 	}

@@ -120,12 +120,7 @@ func TestMakeStreamMatchesTable(t *testing.T) {
 				var mu sync.Mutex
 				opts := Options{Remote: knowsNothing{}, OnStream: func(l v1.Layer) {
 					reads.Go(func() {
-						rc, err := l.Compressed()
-						if err == nil {
-							_, err = io.Copy(io.Discard, rc)
-							rc.Close()
-						}
-						if err != nil {
+						if err := drain(l); err != nil {
 							mu.Lock()
 							readErrs = append(readErrs, err)
 							mu.Unlock()
@@ -380,12 +375,7 @@ func TestMakeStreamReplanFinishesLayers(t *testing.T) {
 		streamed++
 		mu.Unlock()
 		reads.Go(func() {
-			rc, err := l.Compressed()
-			if err == nil {
-				_, err = io.Copy(io.Discard, rc)
-				rc.Close()
-			}
-			if err != nil {
+			if err := drain(l); err != nil {
 				mu.Lock()
 				readErrs = append(readErrs, err)
 				mu.Unlock()
@@ -423,4 +413,15 @@ func TestMakeStreamReplanFinishesLayers(t *testing.T) {
 	if streamed == 0 {
 		t.Error("no layer was streamed: the test no longer has a write in flight when the plan fails")
 	}
+}
+
+// drain reads a streamed layer's blob to its end, as its upload would.
+func drain(l v1.Layer) error {
+	rc, err := l.Compressed()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	_, err = io.Copy(io.Discard, rc)
+	return err
 }
