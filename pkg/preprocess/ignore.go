@@ -1,6 +1,7 @@
 package preprocess
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path"
@@ -62,18 +63,24 @@ func cleanPattern(p string) string {
 //
 // A pattern that matches rel itself or one of its parents is dropped: naming a directory as an
 // input is asking for it, so "data" in .dockerignore keeps data/ out of "--input ." but not out
-// of "--input data". Patterns with "**" inside a path segment ("a**b") cannot be rebased
-// segment by segment; ok is false for them and the caller warns.
-func rebasePattern(p, rel string) (out []string, ok bool) {
+// of "--input data". Some patterns cannot be rebased faithfully; the error says why, and the
+// caller warns and leaves the pattern out.
+func rebasePattern(p, rel string) (out []string, err error) {
 	if rel == "." || rel == "" {
-		return []string{p}, true
+		return []string{p}, nil
+	}
+	// patternmatcher (v0.6) escapes only bytes below 64 before compiling its regexp, so these
+	// reach it as syntax: "^" anchors mid-pattern, "|" splits the whole pattern, "{n}" repeats.
+	// Matching segment by segment (path.Match) cannot follow that.
+	if strings.ContainsAny(p, "^|{}") {
+		return nil, errors.New(`"^", "|", "{" and "}" act as regular-expression syntax in .dockerignore matching and cannot be rebased: match such a character with "?"`)
 	}
 	excl := strings.HasPrefix(p, "!")
 	body := strings.TrimPrefix(p, "!")
 	segs := strings.Split(body, "/")
 	for _, s := range segs {
 		if s != "**" && strings.Contains(s, "**") {
-			return nil, false
+			return nil, errors.New("** inside a path segment cannot be rebased: write it as **/NAME")
 		}
 	}
 	seen := map[string]bool{}
@@ -102,7 +109,7 @@ func rebasePattern(p, rel string) (out []string, ok bool) {
 			out = append(out, q)
 		}
 	}
-	return out, true
+	return out, nil
 }
 
 // rebase matches the leading segments of pattern p against the directory segments r. Every

@@ -316,6 +316,10 @@ func TestRebasePattern(t *testing.T) {
 		want         []string
 		ok           bool
 	}{
+		{"sr{1}c/x", ".", []string{"sr{1}c/x"}, true},
+		{"sr{1}c/x", "src", nil, false},
+		{"*rc/^*", "src", nil, false},
+		{"a|b", "src", nil, false},
 		{"*.log", ".", []string{"*.log"}, true},
 		{"*.log", "src", nil, true},
 		{"src/*.log", "src", []string{"*.log"}, true},
@@ -329,14 +333,14 @@ func TestRebasePattern(t *testing.T) {
 		{"!src/keep.log", "src", []string{"!keep.log"}, true},
 		{"src/a**b", "src", nil, false},
 	} {
-		got, ok := rebasePattern(tc.pattern, tc.rel)
-		if ok != tc.ok || !equalStrings(got, tc.want) {
+		got, err := rebasePattern(tc.pattern, tc.rel)
+		if ok := err == nil; ok != tc.ok || !equalStrings(got, tc.want) {
 			t.Errorf("rebasePattern(%q, %q) = %q, %v; want %q, %v", tc.pattern, tc.rel, got, ok, tc.want, tc.ok)
 		}
 	}
 	base := mkContext(t, map[string]string{"src/a.py": ""})
 	r := mustPreprocess(t, Options{BaseDir: base, Inputs: []string{"src"}, Ignore: []string{"src/a**b"}})
-	equal(t, "warning", r.Warnings, []string{`ignore pattern "src/a**b" has ** inside a path segment and is not applied to ` + filepath.Join(base, "src") + `: write it as **/NAME`})
+	equal(t, "warning", r.Warnings, []string{`ignore pattern "src/a**b" is not applied to ` + filepath.Join(base, "src") + `: ** inside a path segment cannot be rebased: write it as **/NAME`})
 }
 
 func equalStrings(a, b []string) bool {

@@ -234,9 +234,9 @@ func (t *tree) patternsFor(local string) []string {
 	}
 	var out []string
 	for _, p := range t.patterns {
-		r, ok := rebasePattern(p, filepath.ToSlash(rel))
-		if !ok {
-			t.warn(fmt.Sprintf("ignore pattern %q has ** inside a path segment and is not applied to %s: write it as **/NAME", p, local))
+		r, err := rebasePattern(p, filepath.ToSlash(rel))
+		if err != nil {
+			t.warn(fmt.Sprintf("ignore pattern %q is not applied to %s: %v", p, local, err))
 			continue
 		}
 		out = append(out, r...)
