@@ -72,6 +72,12 @@ func rebasePattern(p, rel string) (out []string, err error) {
 	// patternmatcher (v0.6) escapes only bytes below 64 before compiling its regexp, so these
 	// reach it as syntax: "^" anchors mid-pattern, "|" splits the whole pattern, "{n}" repeats.
 	// Matching segment by segment (path.Match) cannot follow that.
+	// Rebase what the matcher will see: it trims and cleans every pattern before use, so " /a"
+	// from a .dockerignore line "/ /a" is "/a" there, which no relative path matches.
+	if p = strings.TrimSpace(p); p == "" {
+		return nil, nil
+	}
+	p = path.Clean(p)
 	if strings.ContainsAny(p, "^|{}") {
 		return nil, errors.New(`"^", "|", "{" and "}" act as regular-expression syntax in .dockerignore matching and cannot be rebased: match such a character with "?"`)
 	}
@@ -96,12 +102,15 @@ func rebasePattern(p, rel string) (out []string, err error) {
 			continue
 		}
 		q := strings.Join(rest, "/")
+		// The matcher trims each pattern: a space that ends the pattern (it survived the trim
+		// above inside "a/ /") or that now starts it would be lost. "/." and "./" keep it:
+		// Clean drops them after the trim.
+		if strings.TrimRightFunc(q, unicode.IsSpace) != q {
+			q += "/."
+		}
 		if excl {
 			q = "!" + q
 		} else if strings.TrimLeftFunc(q, unicode.IsSpace) != q {
-			// The matcher trims each pattern: a segment's leading space, inside the original
-			// pattern, would be lost at the start of the rebased one ("./" keeps it: Clean
-			// drops the prefix after the trim).
 			q = "./" + q
 		}
 		if !seen[q] {
