@@ -180,6 +180,35 @@ func TestWriteMarkdown(t *testing.T) {
 	}
 }
 
+// A run without the medium workload shows the speed targets on the workload it has, without
+// judging them, and still judges peak RSS.
+func TestWriteTargetsOffMedium(t *testing.T) {
+	r := sampleResults()
+	r.Suites = append(r.Suites[:1], r.Suites[2:]...) // small and deps
+	var b bytes.Buffer
+	writeTargets(&b, r)
+	out := b.String()
+	for _, want := range []string{
+		"Read on the small workload",
+		"set on the medium workload, which this run did not measure",
+		"unchanged: ≥ 25× faster than crane | 10.0× (CPU 18.0×) | – |",
+		"eStargz cold build ≤ 1.5× gzip's | 2.00× (CPU 2.00×) | – |",
+		"peak RSS < 150 MB whatever the context size | small 200 MB | **missed**",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("targets lack %q", want)
+		}
+	}
+	if strings.Count(out, "**missed**") != 1 {
+		t.Errorf("only the RSS target should be judged off medium:\n%s", out)
+	}
+	b.Reset()
+	writeMarkdown(&b, r)
+	if out := b.String(); strings.Contains(out, "(≥ ") {
+		t.Errorf("the small workload's peer table judges the medium targets:\n%s", out)
+	}
+}
+
 // The plots are well-formed SVG with a bar or a point per measured value.
 func TestPlots(t *testing.T) {
 	dir := t.TempDir()
