@@ -69,15 +69,15 @@ func rebasePattern(p, rel string) (out []string, err error) {
 	if rel == "." || rel == "" {
 		return []string{p}, nil
 	}
-	// patternmatcher (v0.6) escapes only bytes below 64 before compiling its regexp, so these
-	// reach it as syntax: "^" anchors mid-pattern, "|" splits the whole pattern, "{n}" repeats.
-	// Matching segment by segment (path.Match) cannot follow that.
 	// Rebase what the matcher will see: it trims and cleans every pattern before use, so " /a"
 	// from a .dockerignore line "/ /a" is "/a" there, which no relative path matches.
 	if p = strings.TrimSpace(p); p == "" {
 		return nil, nil
 	}
 	p = path.Clean(p)
+	// patternmatcher (v0.6) escapes only bytes below 64 before compiling its regexp, so these
+	// reach it as syntax: "^" anchors mid-pattern, "|" splits the whole pattern, "{n}" repeats.
+	// Matching segment by segment (path.Match) cannot follow that.
 	if strings.ContainsAny(p, "^|{}") {
 		return nil, errors.New(`"^", "|", "{" and "}" act as regular-expression syntax in .dockerignore matching and cannot be rebased: match such a character with "?"`)
 	}
